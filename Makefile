@@ -8,7 +8,7 @@ APT_PACKAGES := etcd-server etcd-client nftables iproute2 bird2 gobgpd frr iperf
 APT_PROBES := etcd etcdctl nft ip bird gobgpd /usr/lib/frr/bgpd iperf3 podman runc \
 	/usr/lib/cni/host-local /bin/busybox
 
-.PHONY: all deps apt npm build check lint typecheck test test-unit test-integration demo bench clean
+.PHONY: all deps apt npm build check lint typecheck test test-unit test-integration demo demo-resources bench clean
 
 all: build
 
@@ -48,6 +48,10 @@ test-unit: npm
 	npm run test:unit
 
 demo: deps build
+	bash examples/demo-cluster.sh
+
+# The store and CLI alone: apply examples/*.yaml to a private etcd and read them back.
+demo-resources: deps build
 	bash examples/demo.sh
 
 bench: deps build

@@ -44,10 +44,15 @@ process.on('exit', () => {
   }
 });
 
+// A process killed by a signal has exitCode null and signalCode set (etcd re-raises SIGTERM).
+function alive(p: ChildProcess | undefined): boolean {
+  return !!p && p.exitCode === null && p.signalCode === null;
+}
+
 async function waitHealthy(endpoint: string, timeoutMs: number, proc: ChildProcess): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`etcd exited with code ${proc.exitCode}`);
+    if (!alive(proc)) throw new Error(`etcd exited with code ${proc.exitCode ?? proc.signalCode}`);
     try {
       const r = await fetch(`${endpoint}/health`);
       if (r.ok) return;
@@ -86,19 +91,19 @@ export async function startEtcd(opts: { quotaBytes?: number } = {}): Promise<Etc
   const inst: EtcdInstance = {
     endpoint,
     dataDir: dir,
-    pid: () => (proc && proc.exitCode === null ? proc.pid : undefined),
+    pid: () => (alive(proc) ? proc?.pid : undefined),
     async start() {
-      if (proc && proc.exitCode === null) return;
+      if (alive(proc)) return;
       proc = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'ignore'] });
       await waitHealthy(endpoint, 15000, proc);
     },
     async stop() {
       const p = proc;
-      if (!p || p.exitCode !== null) return;
+      if (!p || !alive(p)) return;
       await new Promise<void>((resolve) => {
         p.once('exit', () => resolve());
         p.kill('SIGTERM');
-        setTimeout(() => p.exitCode === null && p.kill('SIGKILL'), 5000).unref();
+        setTimeout(() => alive(p) && p.kill('SIGKILL'), 5000).unref();
       });
     },
     async destroy() {

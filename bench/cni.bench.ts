@@ -1,0 +1,299 @@
+// CNI benchmarks: ADD and DEL latency (p50/p99) and sustained ADD+DEL pairs/s of gingham-cni
+// (with in-process gingham-ipam, etcd on a unix socket) next to Debian's bridge + host-local doing
+// the same in the same run; allocator throughput over 4 concurrent processes; and where an ADD's
+// time goes (process start, module load, IPAM, kernel, endpoint).
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resourceKeyPath } from '../store/kinds.js';
+import { isRoot, Netns } from '../test/harness/netns.js';
+import {
+  cni,
+  ensureBuilt,
+  nodeResource,
+  PLUGIN,
+  poolResource,
+  ROOT,
+  startUnixEtcd,
+} from '../test/integration/cni/helpers.js';
+import type { BenchRow } from './types.js';
+
+const ITER = Number(process.env.CNI_BENCH_ITER ?? 25);
+const SUSTAIN_MS = Number(process.env.CNI_BENCH_SUSTAIN_MS ?? 5000);
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+interface PluginUnderTest {
+  label: string;
+  bin: string;
+  conf: Record<string, unknown>;
+}
+
+async function timeAddDel(
+  node: Netns,
+  p: PluginUnderTest,
+  n: number,
+): Promise<{ add: number[]; del: number[] }> {
+  const add: number[] = [];
+  const del: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const w = Netns.create('bw');
+    try {
+      const call = {
+        bin: p.bin,
+        containerId: `b${i}`,
+        netns: `/var/run/netns/${w.name}`,
+        ifname: 'eth0',
+        conf: p.conf,
+        nodeNs: node.name,
+      };
+      let t = performance.now();
+      const a = await cni({ ...call, command: 'ADD' });
+      add.push(performance.now() - t);
+      if (a.code !== 0) throw new Error(`${p.label} ADD failed: ${a.stdout}${a.stderr}`);
+      t = performance.now();
+      const d = await cni({ ...call, command: 'DEL' });
+      del.push(performance.now() - t);
+      if (d.code !== 0) throw new Error(`${p.label} DEL failed: ${d.stdout}`);
+    } finally {
+      w.destroy();
+    }
+  }
+  return { add, del };
+}
+
+async function sustainedPairs(node: Netns, p: PluginUnderTest, ms: number): Promise<number> {
+  // Netns creation is the runtime's cost, not the plugin's: make them up front.
+  const spare = Array.from({ length: 60 }, () => Netns.create('bs'));
+  let pairs = 0;
+  const t0 = performance.now();
+  try {
+    while (performance.now() - t0 < ms && pairs < spare.length) {
+      const call = {
+        bin: p.bin,
+        containerId: `s${pairs}`,
+        netns: `/var/run/netns/${spare[pairs]!.name}`,
+        ifname: 'eth0',
+        conf: p.conf,
+        nodeNs: node.name,
+      };
+      if ((await cni({ ...call, command: 'ADD' })).code !== 0) throw new Error(`${p.label} ADD failed`);
+      if ((await cni({ ...call, command: 'DEL' })).code !== 0) throw new Error(`${p.label} DEL failed`);
+      pairs++;
+    }
+    return pairs / ((performance.now() - t0) / 1000);
+  } finally {
+    for (const s of spare) s.destroy();
+  }
+}
+
+/** 4 processes (one per node), each allocating `per` addresses one after another. */
+async function allocatorThroughput(endpoint: string, per: number): Promise<number> {
+  const driver = `
+    const { Allocator } = await import(${JSON.stringify(join(ROOT, 'dist/ipam/allocator.js'))});
+    const { EtcdLite } = await import(${JSON.stringify(join(ROOT, 'dist/ipam/etcd-lite.js'))});
+    const node = process.argv[1];
+    const kv = new EtcdLite([${JSON.stringify(endpoint)}], 20000);
+    const a = new Allocator(kv, { node });
+    await a.usablePools(4, 'Workload');
+    const t0 = Date.now();
+    for (let i = 0; i < ${per}; i++) await a.assign({ handleId: node + '.' + i, num4: 1, num6: 0 });
+    const t1 = Date.now();
+    for (let i = 0; i < ${per}; i++) await a.releaseHandle(node + '.' + i);
+    kv.close();
+    console.log(JSON.stringify([t0, t1]));`;
+  const spans = await Promise.all(
+    ['b1', 'b2', 'b3', 'b4'].map(
+      (n) =>
+        new Promise<[number, number]>((resolve, reject) => {
+          const p = spawn(process.execPath, ['--input-type=module', '-e', driver, n], {
+            stdio: ['ignore', 'pipe', 'pipe'],
+          });
+          let out = '';
+          let err = '';
+          p.stdout.on('data', (d) => (out += d));
+          p.stderr.on('data', (d) => (err += d));
+          p.on('close', (c) => (c === 0 ? resolve(JSON.parse(out)) : reject(new Error(err))));
+        }),
+    ),
+  );
+  const start = Math.min(...spans.map((s) => s[0]));
+  const end = Math.max(...spans.map((s) => s[1]));
+  return (4 * per) / ((end - start) / 1000);
+}
+
+function startupMs(cmd: string, args: string[], env: NodeJS.ProcessEnv, n = 15): number {
+  const xs: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    spawnSync(cmd, args, { env, stdio: 'ignore' });
+    xs.push(performance.now() - t);
+  }
+  return pct(xs, 50);
+}
+
+/** Median of each ADD phase from GINGHAM_CNI_TRACE output. */
+async function addPhases(
+  node: Netns,
+  conf: Record<string, unknown>,
+  n: number,
+): Promise<Record<string, number>> {
+  const phases: Record<string, number[]> = {};
+  for (let i = 0; i < n; i++) {
+    const w = Netns.create('bt');
+    try {
+      const call = {
+        containerId: `t${i}`,
+        netns: `/var/run/netns/${w.name}`,
+        ifname: 'eth0',
+        conf,
+        nodeNs: node.name,
+      };
+      const a = await cni({ ...call, command: 'ADD', env: { GINGHAM_CNI_TRACE: '1' } });
+      for (const m of a.stderr.matchAll(/\] ([\w: ]+): \+([\d.]+) ms \(at ([\d.]+) ms/g)) {
+        const key = m[1] === 'modules loaded' ? 'process start + module load' : m[1]!.replace('add: ', '');
+        const list = phases[key] ?? [];
+        list.push(Number(m[1] === 'modules loaded' ? m[3] : m[2]));
+        phases[key] = list;
+      }
+      await cni({ ...call, command: 'DEL' });
+    } finally {
+      w.destroy();
+    }
+  }
+  return Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, pct(v, 50)]));
+}
+
+export async function run(): Promise<BenchRow[]> {
+  if (!isRoot()) return [];
+  ensureBuilt();
+  const etcd = await startUnixEtcd();
+  const node = Netns.create('bn');
+  const tmp = mkdtempSync(join(tmpdir(), 'gingham-cni-bench-'));
+  const rows: BenchRow[] = [];
+  const B = 'cni';
+  try {
+    await etcd.kv.txn(
+      [],
+      [
+        { put: resourceKeyPath('IPPool', 'bench'), value: poolResource('bench', { cidr: '10.100.0.0/16' }) },
+        { put: resourceKeyPath('Node', 'bench-node'), value: nodeResource('bench-node') },
+      ],
+    );
+    const gingham: PluginUnderTest = {
+      label: 'gingham-cni',
+      bin: PLUGIN,
+      conf: {
+        cniVersion: '1.0.0',
+        name: 'bnet',
+        type: 'gingham-cni',
+        nodename: 'bench-node',
+        etcd_endpoints: etcd.unix,
+        ipam: { type: 'gingham-ipam', assign_ipv6: 'false' },
+      },
+    };
+    const debian: PluginUnderTest = {
+      label: 'bridge+host-local',
+      bin: '/usr/lib/cni/bridge',
+      conf: {
+        cniVersion: '1.0.0',
+        name: 'dnet',
+        type: 'bridge',
+        bridge: 'cnibench0',
+        isGateway: true,
+        ipam: { type: 'host-local', subnet: '10.101.0.0/16', dataDir: join(tmp, 'hl') },
+      },
+    };
+    // Warm-up (first block claim, page cache).
+    await timeAddDel(node, gingham, 2);
+    await timeAddDel(node, debian, 2);
+    const g = await timeAddDel(node, gingham, ITER);
+    const d = await timeAddDel(node, debian, ITER);
+    const goalAdd = 'p50 ≤ 100 ms and ≤ 2× Debian';
+    rows.push(
+      {
+        bench: B,
+        metric: 'ADD p50',
+        value: pct(g.add, 50),
+        unit: 'ms',
+        baseline: pct(d.add, 50),
+        baselineLabel: 'bridge+host-local',
+        goal: goalAdd,
+      },
+      {
+        bench: B,
+        metric: 'ADD p99',
+        value: pct(g.add, 99),
+        unit: 'ms',
+        baseline: pct(d.add, 99),
+        baselineLabel: 'bridge+host-local',
+      },
+      {
+        bench: B,
+        metric: 'DEL p50',
+        value: pct(g.del, 50),
+        unit: 'ms',
+        baseline: pct(d.del, 50),
+        baselineLabel: 'bridge+host-local',
+      },
+      {
+        bench: B,
+        metric: 'DEL p99',
+        value: pct(g.del, 99),
+        unit: 'ms',
+        baseline: pct(d.del, 99),
+        baselineLabel: 'bridge+host-local',
+      },
+    );
+    const gp = await sustainedPairs(node, gingham, SUSTAIN_MS);
+    const dp = await sustainedPairs(node, debian, SUSTAIN_MS);
+    rows.push({
+      bench: B,
+      metric: 'sustained ADD+DEL pairs (1 runtime)',
+      value: gp,
+      unit: 'pairs/s',
+      baseline: dp,
+      baselineLabel: 'bridge+host-local',
+    });
+    const alloc = await allocatorThroughput(etcd.endpoint, 100);
+    rows.push({
+      bench: B,
+      metric: 'allocations, 4 concurrent processes',
+      value: alloc,
+      unit: 'allocs/s',
+      goal: '≥ 200/s',
+    });
+    // Where the time goes.
+    const phases = await addPhases(node, gingham.conf, 9);
+    for (const [k, v] of Object.entries(phases))
+      rows.push({ bench: B, metric: `ADD phase: ${k}`, value: v, unit: 'ms' });
+    const bare = { ...process.env };
+    delete bare.NODE_EXTRA_CA_CERTS;
+    rows.push({
+      bench: B,
+      metric: 'plugin start (VERSION)',
+      value: startupMs(PLUGIN, [], { ...process.env, CNI_COMMAND: 'VERSION' }),
+      unit: 'ms',
+      baseline: startupMs(process.execPath, ['-e', '0'], bare),
+      baselineLabel: 'node -e 0',
+    });
+    rows.push({
+      bench: B,
+      metric: 'node -e 0 with NODE_EXTRA_CA_CERTS',
+      value: startupMs(process.execPath, ['-e', '0'], process.env),
+      unit: 'ms',
+      baseline: startupMs('/usr/lib/cni/host-local', [], { CNI_COMMAND: 'VERSION' }),
+      baselineLabel: 'host-local VERSION',
+    });
+    return rows;
+  } finally {
+    spawnSync('ip', ['-n', node.name, 'link', 'del', 'cnibench0']);
+    node.destroy();
+    await etcd.destroy();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}

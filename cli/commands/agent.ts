@@ -1,0 +1,120 @@
+// `gingham agent`: the per-node daemon. Lazily loaded by cli/main.ts.
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import type { RemoteRouteSource } from '../../agent/calc/model.js';
+
+const USAGE = `usage: gingham agent --node NAME [options]
+
+  --node NAME                 this node's name (default: $NODENAME, else the hostname)
+  --etcd-endpoints URLS       comma-separated etcd client URLs (default: $ETCD_ENDPOINTS or http://127.0.0.1:2379)
+  --ip ADDR[/LEN]             this node's IPv4 address (default: autodetect)
+  --ip6 ADDR[/LEN]            this node's IPv6 address (default: autodetect)
+  --ip-autodetect METHOD      first-found | interface=REGEX | can-reach=ADDR | cidr=CIDR[,CIDR]
+                              (default: $IP_AUTODETECTION_METHOD or first-found)
+  --remote-routes MODE        how unencapsulated remote blocks are routed:
+                                bgp    (default) learned from BGP; none derived from IPAM
+                                static routed from IPAM data: via <node ip> onlink
+                              (default: $GINGHAM_REMOTE_ROUTES or bgp)
+  --policy on|off             program policy and natOutgoing in the nftables table "inet gingham" (default on)
+  --metrics-addr HOST:PORT    Prometheus /metrics (default 127.0.0.1:9091)
+  --health-addr HOST:PORT     /healthz and /readyz (default: same server as metrics)
+  --route-refresh SECONDS     full resync period (default: FelixConfiguration routeRefreshInterval, 90 s)
+  --log-level LEVEL           trace | debug | info | warn | error (default info)
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        node: { type: 'string' },
+        'etcd-endpoints': { type: 'string' },
+        ip: { type: 'string' },
+        ip6: { type: 'string' },
+        'ip-autodetect': { type: 'string' },
+        'remote-routes': { type: 'string' },
+        policy: { type: 'string' },
+        'metrics-addr': { type: 'string' },
+        'health-addr': { type: 'string' },
+        'route-refresh': { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const str = (k: string): string | undefined =>
+    typeof values[k] === 'string' ? (values[k] as string) : undefined;
+  const { hostname } = await import('node:os');
+  const nodeName = str('node') ?? process.env.NODENAME ?? hostname();
+  const remote = str('remote-routes') ?? process.env.GINGHAM_REMOTE_ROUTES ?? 'bgp';
+  if (remote !== 'bgp' && remote !== 'static') {
+    process.stderr.write(`--remote-routes must be bgp or static, not "${remote}"\n`);
+    return 2;
+  }
+  const refresh = str('route-refresh');
+  const policy = str('policy') ?? 'on';
+  if (policy !== 'on' && policy !== 'off') {
+    process.stderr.write(`--policy must be on or off, not "${policy}"\n`);
+    return 2;
+  }
+  const logger = pino({
+    level: str('log-level') ?? process.env.LOG_LEVEL ?? 'info',
+    base: { component: 'agent', node: nodeName },
+  });
+
+  const { openStore, parseEtcdEndpoints } = await import('../../store/index.js');
+  const { Agent } = await import('../../agent/agent.js');
+  const { parseMethod } = await import('../../agent/autodetect.js');
+  const autodetect = str('ip-autodetect') ?? process.env.IP_AUTODETECTION_METHOD ?? 'first-found';
+  try {
+    parseMethod(autodetect);
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n`);
+    return 2;
+  }
+  const store = await openStore({ endpoints: parseEtcdEndpoints(str('etcd-endpoints')) });
+  const agent = new Agent({
+    nodeName,
+    store,
+    logger,
+    ip: str('ip'),
+    ip6: str('ip6'),
+    autodetect,
+    metricsAddr: str('metrics-addr') ?? '127.0.0.1:9091',
+    healthAddr: str('health-addr'),
+    remoteRoutes: remote as RemoteRouteSource,
+    policy: policy === 'on',
+    logLevel: str('log-level') ?? process.env.LOG_LEVEL ?? 'info',
+    routeRefreshMs: refresh === undefined ? undefined : Number(refresh) * 1000,
+  });
+  try {
+    await agent.start();
+  } catch (e) {
+    logger.fatal({ err: (e as Error).message }, 'agent failed to start');
+    await agent.stop();
+    await store.close();
+    return 1;
+  }
+  logger.info({ node: nodeName }, 'agent started');
+  // Runs until signalled. Stopping leaves the dataplane in place (a restart must be hitless).
+  return await new Promise<number>((resolve) => {
+    const stop = (sig: string): void => {
+      logger.info({ signal: sig }, 'stopping; dataplane left as it is');
+      void agent
+        .stop()
+        .then(() => store.close())
+        .finally(() => resolve(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

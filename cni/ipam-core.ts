@@ -1,0 +1,157 @@
+// gingham-ipam: the CNI IPAM plugin over our block allocator. Used two ways: as its own
+// executable (cni/ipam-plugin.ts, for any CNI main plugin) and in-process by gingham-cni when the
+// network config says `"ipam": {"type": "gingham-ipam"}` (saves one Node start per call).
+import { hostname } from 'node:os';
+import { Allocator, IpamError, NoUsablePoolError, PoolExhaustedError } from '../ipam/allocator.js';
+import { EtcdLite, EtcdRequestError, EtcdUnavailableError, parseEndpoints } from '../ipam/etcd-lite.js';
+import { blockAllocations, blockPrefix, handleIdFor, parseBlock } from '../ipam/model.js';
+import { readPools } from '../ipam/resources.js';
+import type { CniEnv, NetConf } from './config.js';
+import { CniCode, CniError } from './errors.js';
+import type { CniResult } from './result.js';
+
+export const GINGHAM_IPAM = 'gingham-ipam';
+
+export interface GinghamIpamConf {
+  type: string;
+  /** "true" / "false" / "auto" (default auto: every family that has a usable pool). */
+  assign_ipv4?: string | boolean;
+  assign_ipv6?: string | boolean;
+  ipv4_pools?: string[];
+  ipv6_pools?: string[];
+  etcd_endpoints?: string;
+  nodename?: string;
+}
+
+function ipamSection(conf: NetConf): GinghamIpamConf {
+  return (conf.ipam ?? { type: GINGHAM_IPAM }) as GinghamIpamConf;
+}
+
+/** Node name: config, then NODENAME, then the host name (Calico's order). */
+export function nodeName(conf: NetConf): string {
+  const ipam = ipamSection(conf);
+  return conf.nodename ?? ipam.nodename ?? process.env.NODENAME ?? hostname();
+}
+
+export function etcdFor(conf: NetConf): EtcdLite {
+  const ipam = ipamSection(conf);
+  const spec =
+    conf.etcd_endpoints ?? ipam.etcd_endpoints ?? process.env.ETCD_ENDPOINTS ?? 'http://127.0.0.1:2379';
+  const endpoints = parseEndpoints(spec);
+  if (endpoints.some((e) => e.startsWith('https:'))) {
+    throw new CniError(
+      CniCode.InvalidNetworkConfig,
+      'etcd_endpoints: https is not supported by the CNI plugin',
+      spec,
+    );
+  }
+  return new EtcdLite(endpoints, Number(process.env.GINGHAM_ETCD_TIMEOUT_MS ?? 5000));
+}
+
+/** Maps IPAM and etcd failures onto CNI errors with clear messages. */
+export function toCniError(e: unknown): CniError {
+  if (e instanceof CniError) return e;
+  if (e instanceof EtcdUnavailableError)
+    return new CniError(CniCode.TryAgainLater, e.message, 'the datastore is down; retry later');
+  if (e instanceof EtcdRequestError) return new CniError(CniCode.IoFailure, e.message);
+  if (e instanceof PoolExhaustedError) return new CniError(CniCode.PoolExhausted, e.message);
+  if (e instanceof NoUsablePoolError) return new CniError(CniCode.InvalidNetworkConfig, e.message);
+  if (e instanceof IpamError) return new CniError(CniCode.IpamFailure, e.message);
+  const err = e as Error;
+  return new CniError(
+    CniCode.IoFailure,
+    err?.message ?? String(e),
+    err?.stack?.split('\n').slice(0, 3).join(' | ') ?? '',
+  );
+}
+
+function flag(v: string | boolean | undefined): boolean | 'auto' {
+  if (v === undefined || v === 'auto') return 'auto';
+  return v === true || v === 'true';
+}
+
+export async function ipamAdd(conf: NetConf, env: CniEnv, kv: EtcdLite): Promise<CniResult> {
+  const ipam = ipamSection(conf);
+  const alloc = new Allocator(kv, { node: nodeName(conf) });
+  const handleId = handleIdFor(conf.name, env.containerId, env.ifname);
+  // Pools, IPAM config and this attachment's handle in one round trip.
+  const [, held] = await Promise.all([alloc.prefetch(), alloc.addressesOf(handleId)]);
+  const want = async (f: 4 | 6, v: boolean | 'auto', restrict?: string[]) => {
+    if (v !== 'auto') return v ? 1 : 0;
+    return (await alloc.usablePools(f, 'Workload', restrict)).length > 0 ? 1 : 0;
+  };
+  const num4 = await want(4, flag(ipam.assign_ipv4), ipam.ipv4_pools);
+  const num6 = await want(6, flag(ipam.assign_ipv6), ipam.ipv6_pools);
+  if (num4 + num6 === 0) {
+    throw new CniError(
+      CniCode.InvalidNetworkConfig,
+      `no usable IP pool for node ${alloc.node} (create an IPPool, or check its nodeSelector/disabled)`,
+    );
+  }
+  // ADD retried for the same attachment: hand back what it already holds.
+  let ips = held;
+  if (held.length === 0) {
+    const attrs: Record<string, string> = { containerID: env.containerId, ifname: env.ifname };
+    if (env.args.K8S_POD_NAMESPACE) attrs.namespace = env.args.K8S_POD_NAMESPACE;
+    if (env.args.K8S_POD_NAME) attrs.pod = env.args.K8S_POD_NAME;
+    const req = { handleId, num4, num6, attrs } as Parameters<Allocator['assign']>[0];
+    if (ipam.ipv4_pools) req.ipv4Pools = ipam.ipv4_pools;
+    if (ipam.ipv6_pools) req.ipv6Pools = ipam.ipv6_pools;
+    ips = (await alloc.assign(req)).ips;
+  }
+  return {
+    cniVersion: conf.cniVersion,
+    ips: ips.map((ip) => ({ address: ip.includes(':') ? `${ip}/128` : `${ip}/32` })),
+  };
+}
+
+export async function ipamDel(conf: NetConf, env: CniEnv, kv: EtcdLite): Promise<void> {
+  const alloc = new Allocator(kv, { node: nodeName(conf) });
+  await alloc.releaseHandle(handleIdFor(conf.name, env.containerId, env.ifname));
+}
+
+/** CHECK: the handle must still hold every address of prevResult. */
+export async function ipamCheck(conf: NetConf, env: CniEnv, kv: EtcdLite, expected: string[]): Promise<void> {
+  const alloc = new Allocator(kv, { node: nodeName(conf) });
+  const held = new Set(await alloc.addressesOf(handleIdFor(conf.name, env.containerId, env.ifname)));
+  const missing = expected.filter((a) => !held.has(a.split('/')[0]!));
+  if (missing.length > 0) {
+    throw new CniError(
+      CniCode.IpamFailure,
+      `addresses no longer allocated to ${env.containerId}/${env.ifname}: ${missing.join(', ')}`,
+    );
+  }
+}
+
+/** GC: releases this node's allocations on this network whose attachment the runtime no longer has. */
+export async function ipamGc(conf: NetConf, kv: EtcdLite): Promise<string[]> {
+  const node = nodeName(conf);
+  const valid = new Set(
+    (conf['cni.dev/valid-attachments'] ?? []).map((a) => handleIdFor(conf.name, a.containerID, a.ifname)),
+  );
+  const stale = new Set<string>();
+  for (const f of [4, 6] as const) {
+    const { kvs } = await kv.range(blockPrefix(f));
+    for (const k of kvs) {
+      for (const a of blockAllocations(parseBlock(k.value, k.key))) {
+        if (a.node === node && a.handleId?.startsWith(`${conf.name}.`) && !valid.has(a.handleId))
+          stale.add(a.handleId);
+      }
+    }
+  }
+  const alloc = new Allocator(kv, { node });
+  for (const h of stale) await alloc.releaseHandle(h);
+  return [...stale];
+}
+
+/** STATUS: etcd answers and at least one enabled pool exists. */
+export async function ipamStatus(kv: EtcdLite): Promise<void> {
+  let pools: Awaited<ReturnType<typeof readPools>>;
+  try {
+    pools = await readPools(kv);
+  } catch (e) {
+    throw new CniError(CniCode.NotAvailable, `IPAM not available: ${(e as Error).message}`);
+  }
+  if (!pools.some((p) => !p.disabled))
+    throw new CniError(CniCode.NotAvailable, 'IPAM not available: no enabled IP pool');
+}

@@ -1,0 +1,553 @@
+// The block allocator: claim blocks by affinity, assign addresses to handles, release them.
+// Every write is one etcd transaction guarded by the mod revisions of the keys it read (block,
+// handle, affinity), so concurrent allocators on any number of nodes never hand out an address
+// twice and a crash never leaves a block and its handle disagreeing. Conflicts retry with jitter.
+import {
+  type Family,
+  formatPrefix,
+  type Prefix,
+  parseIp,
+  parsePrefix,
+  prefixContains,
+  prefixContainsIp,
+} from '../lib/ip.js';
+import { blockCount, findFreeBlock } from './arith.js';
+import {
+  assignFromBlock,
+  blockFree,
+  blockIsEmpty,
+  newBlock,
+  releaseAddressesFromBlock,
+  releaseHandleFromBlock,
+} from './block.js';
+import type { KeyValue, KvClient, ModRevisionCompare, TxnOp } from './etcd-lite.js';
+import {
+  affinityFor,
+  affinityIsActive,
+  affinityKey,
+  affinityNode,
+  type Block,
+  blockKey,
+  blockPrefix,
+  type Handle,
+  handleKey,
+  hostPrefix,
+  parseAffinity,
+  parseAffinityKey,
+  parseBlock,
+  parseHandle,
+  serializeAffinity,
+  serializeBlock,
+  serializeHandle,
+} from './model.js';
+import {
+  type IpamConfig,
+  matchNodeSelector,
+  type PoolInfo,
+  readIpamConfig,
+  readNodeLabels,
+  readPools,
+} from './resources.js';
+
+export class IpamError extends Error {
+  constructor(
+    message: string,
+    readonly context: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'IpamError';
+  }
+}
+
+/** No address could be found: every usable pool (and, when allowed, every block) is full. */
+export class PoolExhaustedError extends IpamError {
+  override name = 'PoolExhaustedError';
+}
+
+/** No enabled pool of the family may be used on this node. */
+export class NoUsablePoolError extends IpamError {
+  override name = 'NoUsablePoolError';
+}
+
+export class TooManyConflictsError extends IpamError {
+  override name = 'TooManyConflictsError';
+}
+
+export type PoolUse = 'Workload' | 'Tunnel';
+
+export interface AssignRequest {
+  handleId: string;
+  /** Addresses wanted per family. */
+  num4: number;
+  num6: number;
+  /** Stored with each allocation (Calico "secondary" attributes); `node` is set automatically. */
+  attrs?: Record<string, string>;
+  /** Restrict to these pools (names or CIDRs). */
+  ipv4Pools?: string[];
+  ipv6Pools?: string[];
+  use?: PoolUse;
+}
+
+export interface AssignResult {
+  /** Assigned addresses (no prefix length), v4 first. */
+  ips: string[];
+  /** Block CIDR of each address (same order): the caller may report the pool or block. */
+  blocks: string[];
+}
+
+export interface AllocatorOptions {
+  node: string;
+  maxRetries?: number;
+}
+
+interface Versioned<T> {
+  value: T;
+  modRevision: bigint;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Spreads nodes over a pool so that concurrent claims from different nodes rarely collide. */
+function startIndex(node: string, count: bigint): bigint {
+  let h = 2166136261;
+  for (let i = 0; i < node.length; i++) h = Math.imul(h ^ node.charCodeAt(i), 16777619) >>> 0;
+  return count > 0n ? BigInt(h) % count : 0n;
+}
+
+/**
+ * Allocations of one node within one process are serialized: they all target the node's own
+ * blocks, so running them in parallel only turns into CAS conflicts and retries. (Calico's CNI
+ * takes a host-wide IPAM lock for the same reason.) Different nodes and processes still race,
+ * safely, through the etcd transactions.
+ */
+const nodeQueues = new Map<string, Promise<unknown>>();
+
+function serialized<T>(node: string, fn: () => Promise<T>): Promise<T> {
+  const prev = nodeQueues.get(node) ?? Promise.resolve();
+  const run = prev.then(fn, fn);
+  const tail = run.catch(() => undefined);
+  nodeQueues.set(node, tail);
+  void tail.then(() => {
+    if (nodeQueues.get(node) === tail) nodeQueues.delete(node);
+  });
+  return run;
+}
+
+export class Allocator {
+  readonly node: string;
+  private readonly maxRetries: number;
+  /** Pools and config are read once per Allocator (one CNI call); blocks are always re-read. */
+  private pools: Promise<PoolInfo[]> | undefined;
+  private config: Promise<IpamConfig> | undefined;
+  /** Per family: the affine block the last assignment used (a hint, re-checked on use). */
+  private readonly lastBlock = new Map<Family, string>();
+
+  constructor(
+    private readonly kv: KvClient,
+    opts: AllocatorOptions,
+  ) {
+    this.node = opts.node;
+    this.maxRetries = opts.maxRetries ?? 100;
+  }
+
+  // ---- reads ------------------------------------------------------------
+
+  private async readBlock(cidr: string): Promise<Versioned<Block> | null> {
+    const k = await this.kv.get(blockKey(cidr));
+    return k ? { value: parseBlock(k.value, k.key), modRevision: k.modRevision } : null;
+  }
+
+  private async readHandle(handleId: string): Promise<Versioned<Handle> | null> {
+    const k = await this.kv.get(handleKey(handleId));
+    return k ? { value: parseHandle(k.value, k.key), modRevision: k.modRevision } : null;
+  }
+
+  private async allBlocks(family: Family): Promise<Versioned<Block>[]> {
+    const { kvs } = await this.kv.range(blockPrefix(family));
+    return kvs.map((k: KeyValue) => ({ value: parseBlock(k.value, k.key), modRevision: k.modRevision }));
+  }
+
+  /** Confirmed affine block CIDRs of this node in one family. */
+  private async affineBlocks(family: Family): Promise<string[]> {
+    const { kvs } = await this.kv.range(`${hostPrefix(this.node)}ipv${family}/block/`);
+    const out: string[] = [];
+    for (const k of kvs) {
+      const parsed = parseAffinityKey(k.key);
+      if (parsed && affinityIsActive(parseAffinity(k.value, k.key))) out.push(parsed.cidr);
+    }
+    return out;
+  }
+
+  /** Reads pools and the IPAM configuration (concurrently; cached for this Allocator's life). */
+  async prefetch(): Promise<void> {
+    this.pools ??= readPools(this.kv);
+    this.config ??= readIpamConfig(this.kv);
+    await Promise.all([this.pools, this.config]);
+  }
+
+  /** Enabled pools of the family that this node may use for `use`, in name order. */
+  async usablePools(family: Family, use: PoolUse, restrict?: string[]): Promise<PoolInfo[]> {
+    this.pools ??= readPools(this.kv);
+    const pools = (await this.pools).filter(
+      (p) => p.family === family && !p.disabled && p.allowedUses.includes(use),
+    );
+    let chosen = pools;
+    if (restrict && restrict.length > 0) {
+      chosen = pools.filter((p) => restrict.includes(p.name) || restrict.includes(p.cidr));
+      const missing = restrict.filter((r) => !pools.some((p) => p.name === r || p.cidr === r));
+      if (missing.length > 0)
+        throw new NoUsablePoolError(`requested pools not found or disabled: ${missing.join(', ')}`, {
+          missing,
+        });
+    }
+    if (chosen.some((p) => p.nodeSelector.trim() !== 'all()' && p.nodeSelector.trim() !== '')) {
+      const labels = (await readNodeLabels(this.kv, this.node)) ?? { 'projectcalico.org/name': this.node };
+      chosen = chosen.filter((p) => matchNodeSelector(p.nodeSelector, labels));
+    }
+    return chosen;
+  }
+
+  /** Addresses currently held by a handle (for CHECK and idempotent ADD). */
+  async addressesOf(handleId: string): Promise<string[]> {
+    const h = await this.readHandle(handleId);
+    if (!h) return [];
+    const out: string[] = [];
+    for (const cidr of Object.keys(h.value.block)) {
+      const b = await this.readBlock(cidr);
+      if (!b) continue;
+      const idx = b.value.attributes.flatMap((a, i) => (a.handle_id === handleId ? [i] : []));
+      const prefix = parsePrefix(cidr);
+      b.value.allocations.forEach((a, o) => {
+        if (a !== null && idx.includes(a)) out.push(formatIpAt(prefix, o));
+      });
+    }
+    return out;
+  }
+
+  // ---- assign -----------------------------------------------------------
+
+  assign(req: AssignRequest): Promise<AssignResult> {
+    return serialized(this.node, () => this.assignNow(req));
+  }
+
+  private async assignNow(req: AssignRequest): Promise<AssignResult> {
+    this.config ??= readIpamConfig(this.kv);
+    const config = await this.config;
+    const ips: string[] = [];
+    const blocks: string[] = [];
+    try {
+      for (const [family, n, restrict] of [
+        [4, req.num4, req.ipv4Pools],
+        [6, req.num6, req.ipv6Pools],
+      ] as const) {
+        if (n <= 0) continue;
+        const pools = await this.usablePools(family, req.use ?? 'Workload', restrict);
+        if (pools.length === 0) {
+          throw new NoUsablePoolError(
+            `no enabled IPv${family} pool allows ${req.use ?? 'Workload'} use on node ${this.node}`,
+            {
+              family,
+              node: this.node,
+            },
+          );
+        }
+        const got = await this.assignFamily(
+          family,
+          n,
+          req.handleId,
+          { ...req.attrs, node: this.node },
+          config,
+          pools,
+        );
+        for (const g of got) {
+          ips.push(g.ip);
+          blocks.push(g.block);
+        }
+      }
+    } catch (e) {
+      // All or nothing: give back what this call took in the other family.
+      if (ips.length > 0) await this.releaseHandleNow(req.handleId).catch(() => undefined);
+      throw e;
+    }
+    return { ips, blocks };
+  }
+
+  private async assignFamily(
+    family: Family,
+    n: number,
+    handleId: string,
+    secondary: Record<string, string>,
+    config: IpamConfig,
+    pools: PoolInfo[],
+  ): Promise<{ ip: string; block: string }[]> {
+    const out: { ip: string; block: string }[] = [];
+    const inPools = (cidr: string) => {
+      const p = parsePrefix(cidr);
+      return pools.some((pool) => prefixContains(pool.prefix, p));
+    };
+    for (let attempt = 0; out.length < n; attempt++) {
+      if (attempt > this.maxRetries) {
+        throw new TooManyConflictsError(`gave up after ${this.maxRetries} conflicting attempts`, {
+          handleId,
+          family,
+        });
+      }
+      if (attempt > 0) await sleep(Math.random() * Math.min(30, 1 + attempt * 2));
+      const want = n - out.length;
+      // 1. Blocks this node owns.
+      // The last block that had room is tried first, before listing affinities again: for a
+      // long-lived allocator (the agent, a benchmark) that saves a round trip per address.
+      const hint = this.lastBlock.get(family);
+      if (hint && inPools(hint)) {
+        const [b, h] = await Promise.all([this.readBlock(hint), this.readHandle(handleId)]);
+        if (b && b.value.affinity === affinityFor(this.node) && blockFree(b.value) > 0) {
+          const r = await this.commitAssign(b, want, handleId, secondary, h);
+          if (r) {
+            out.push(...r);
+            continue;
+          }
+        }
+        this.lastBlock.delete(family);
+      }
+      const affine = (await this.affineBlocks(family)).filter(inPools);
+      let progressed = false;
+      let conflicted = false;
+      for (const cidr of affine) {
+        // Block and handle are independent reads: one round trip instead of two.
+        const [b, h] = await Promise.all([this.readBlock(cidr), this.readHandle(handleId)]);
+        if (!b || b.value.affinity !== affinityFor(this.node) || blockFree(b.value) === 0) continue;
+        const r = await this.commitAssign(b, want, handleId, secondary, h);
+        if (r === null) {
+          conflicted = true;
+          break;
+        }
+        out.push(...r);
+        this.lastBlock.set(family, cidr);
+        progressed = true;
+        break;
+      }
+      if (conflicted || progressed) continue;
+      // 2. Claim a new block (atomically with the first allocation in it).
+      const all = await this.allBlocks(family);
+      const underLimit = config.maxBlocksPerHost === 0 || affine.length < config.maxBlocksPerHost;
+      if (config.autoAllocateBlocks && underLimit) {
+        const taken = new Set(all.map((b) => b.value.cidr));
+        let claimed: { ip: string; block: string }[] | null | undefined;
+        for (const pool of pools) {
+          const count = blockCount(pool.prefix, pool.blockSize);
+          const free = findFreeBlock(pool.prefix, pool.blockSize, taken, startIndex(this.node, count));
+          if (!free) continue;
+          claimed = await this.commitClaim(free, want, handleId, secondary);
+          break;
+        }
+        if (claimed === null) continue; // lost a race: re-read everything
+        if (claimed) {
+          out.push(...claimed);
+          if (claimed[0]) this.lastBlock.set(family, claimed[0].block);
+          continue;
+        }
+      }
+      // 3. Borrow from other blocks in the pools.
+      if (!config.strictAffinity) {
+        const candidates = all.filter((b) => inPools(b.value.cidr) && blockFree(b.value) > 0);
+        if (candidates.length > 0) {
+          // Start at a random candidate so concurrent borrowers spread out.
+          const b = candidates[Math.floor(Math.random() * candidates.length)]!;
+          const r = await this.commitAssign(b, want, handleId, secondary);
+          if (r) out.push(...r);
+          continue;
+        }
+      }
+      if (out.length > 0) await this.releaseHandleNow(handleId).catch(() => undefined);
+      const why = !config.autoAllocateBlocks
+        ? 'autoAllocateBlocks is false'
+        : !underLimit
+          ? `node ${this.node} holds maxBlocksPerHost=${config.maxBlocksPerHost} blocks`
+          : 'no free block left';
+      throw new PoolExhaustedError(
+        `no free IPv${family} address in pools ${pools.map((p) => p.cidr).join(', ')} for node ${this.node} (${why}${config.strictAffinity ? ', strictAffinity forbids borrowing' : ''})`,
+        { family, node: this.node },
+      );
+    }
+    return out;
+  }
+
+  private handleOps(
+    handleId: string,
+    h: Versioned<Handle> | null,
+    delta: Record<string, number>,
+  ): { compare: ModRevisionCompare; op: TxnOp } {
+    const block = { ...(h?.value.block ?? {}) };
+    for (const [cidr, d] of Object.entries(delta)) {
+      const v = (block[cidr] ?? 0) + d;
+      if (v > 0) block[cidr] = v;
+      else delete block[cidr];
+    }
+    const key = handleKey(handleId);
+    const compare = { key, modRevision: h?.modRevision ?? 0n };
+    if (Object.keys(block).length === 0) return { compare, op: { delete: key } };
+    return {
+      compare,
+      op: { put: key, value: serializeHandle({ handleID: handleId, block, deleted: false }) },
+    };
+  }
+
+  /** Assigns in an existing block; null on a CAS conflict. */
+  private async commitAssign(
+    b: Versioned<Block>,
+    want: number,
+    handleId: string,
+    secondary: Record<string, string>,
+    handle?: Versioned<Handle> | null,
+  ): Promise<{ ip: string; block: string }[] | null> {
+    const h = handle !== undefined ? handle : await this.readHandle(handleId);
+    const { block, addresses } = assignFromBlock(b.value, want, handleId, withTimestamp(secondary));
+    if (addresses.length === 0) return [];
+    const ho = this.handleOps(handleId, h, { [block.cidr]: addresses.length });
+    const r = await this.kv.txn(
+      [{ key: blockKey(block.cidr), modRevision: b.modRevision }, ho.compare],
+      [{ put: blockKey(block.cidr), value: serializeBlock(block) }, ho.op],
+    );
+    return r.succeeded ? addresses.map((ip) => ({ ip, block: block.cidr })) : null;
+  }
+
+  /** Creates a block affine to this node, its affinity and the first allocations in one txn. */
+  private async commitClaim(
+    prefix: Prefix,
+    want: number,
+    handleId: string,
+    secondary: Record<string, string>,
+  ): Promise<{ ip: string; block: string }[] | null> {
+    const cidr = formatPrefix(prefix);
+    const h = await this.readHandle(handleId);
+    const { block, addresses } = assignFromBlock(
+      newBlock(cidr, affinityFor(this.node)),
+      want,
+      handleId,
+      withTimestamp(secondary),
+    );
+    const ho = this.handleOps(handleId, h, { [cidr]: addresses.length });
+    const aKey = affinityKey(this.node, cidr);
+    const r = await this.kv.txn(
+      [{ key: blockKey(cidr), modRevision: 0n }, { key: aKey, modRevision: 0n }, ho.compare],
+      [
+        { put: blockKey(cidr), value: serializeBlock(block) },
+        { put: aKey, value: serializeAffinity({ state: 'confirmed', deleted: false }) },
+        ho.op,
+      ],
+    );
+    return r.succeeded ? addresses.map((ip) => ({ ip, block: cidr })) : null;
+  }
+
+  // ---- release ------------------------------------------------------------
+
+  /**
+   * Ops that write a block back after a release. An emptied block returns to the pool (deleted
+   * with its affinity) unless it is its node's only block of that family: a node keeps one block
+   * warm, so a pod going up and down does not claim, release, announce and withdraw a block each
+   * time (Calico's CNI never releases affine blocks on DEL; its GC does later).
+   */
+  private async blockWriteOps(b: Block): Promise<TxnOp[]> {
+    const keep: TxnOp[] = [{ put: blockKey(b.cidr), value: serializeBlock(b) }];
+    if (!blockIsEmpty(b)) return keep;
+    const owner = affinityNode(b.affinity);
+    if (owner === null) return [{ delete: blockKey(b.cidr) }];
+    const family = parsePrefix(b.cidr).family;
+    const { kvs } = await this.kv.range(`${hostPrefix(owner)}ipv${family}/block/`);
+    const others = kvs.filter(
+      (k) => parseAffinityKey(k.key)?.cidr !== b.cidr && affinityIsActive(parseAffinity(k.value, k.key)),
+    );
+    if (others.length === 0) return keep;
+    return [{ delete: blockKey(b.cidr) }, { delete: affinityKey(owner, b.cidr) }];
+  }
+
+  /** Releases every address a handle holds. Idempotent: an unknown handle releases nothing. */
+  releaseHandle(handleId: string): Promise<string[]> {
+    return serialized(this.node, () => this.releaseHandleNow(handleId));
+  }
+
+  private async releaseHandleNow(handleId: string): Promise<string[]> {
+    const released: string[] = [];
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > this.maxRetries)
+        throw new TooManyConflictsError(`release of ${handleId} kept conflicting`, { handleId });
+      if (attempt > 0) await sleep(Math.random() * Math.min(30, 1 + attempt * 2));
+      const h = await this.readHandle(handleId);
+      if (!h) return released;
+      const cidr = Object.keys(h.value.block)[0];
+      if (cidr === undefined) {
+        const r = await this.kv.txn(
+          [{ key: handleKey(handleId), modRevision: h.modRevision }],
+          [{ delete: handleKey(handleId) }],
+        );
+        if (r.succeeded) return released;
+        continue;
+      }
+      const b = await this.readBlock(cidr);
+      const ho = this.handleOps(handleId, h, { [cidr]: -(h.value.block[cidr] ?? 0) });
+      if (!b) {
+        // The block is gone (released by someone else): just forget it in the handle.
+        const r = await this.kv.txn([{ key: blockKey(cidr), modRevision: 0n }, ho.compare], [ho.op]);
+        if (r.succeeded) attempt = -1;
+        continue;
+      }
+      const rel = releaseHandleFromBlock(b.value, handleId);
+      const r = await this.kv.txn(
+        [{ key: blockKey(cidr), modRevision: b.modRevision }, ho.compare],
+        [...(rel.addresses.length > 0 ? await this.blockWriteOps(rel.block) : []), ho.op],
+      );
+      if (r.succeeded) {
+        released.push(...rel.addresses);
+        attempt = -1; // progress: next block with a fresh retry budget
+      }
+    }
+  }
+
+  /** Releases the given addresses whoever holds them (`gingham ipam release --ip`). */
+  async releaseAddresses(ips: string[]): Promise<string[]> {
+    const released: string[] = [];
+    for (const ip of ips) {
+      const { family, addr } = parseIp(ip);
+      for (let attempt = 0; ; attempt++) {
+        if (attempt > this.maxRetries)
+          throw new TooManyConflictsError(`release of ${ip} kept conflicting`, { ip });
+        if (attempt > 0) await sleep(Math.random() * Math.min(30, 1 + attempt * 2));
+        const b = (await this.allBlocks(family)).find((x) =>
+          prefixContainsIp(parsePrefix(x.value.cidr), addr, family),
+        );
+        if (!b) break;
+        const rel = releaseAddressesFromBlock(b.value, [ip]);
+        if (rel.addresses.length === 0) break;
+        const compares: ModRevisionCompare[] = [{ key: blockKey(b.value.cidr), modRevision: b.modRevision }];
+        const ops: TxnOp[] = await this.blockWriteOps(rel.block);
+        for (const [hid, count] of rel.byHandle) {
+          if (hid === '') continue;
+          const h = await this.readHandle(hid);
+          const ho = this.handleOps(hid, h, { [b.value.cidr]: -count });
+          compares.push(ho.compare);
+          ops.push(ho.op);
+        }
+        const r = await this.kv.txn(compares, ops);
+        if (r.succeeded) {
+          released.push(...rel.addresses);
+          break;
+        }
+      }
+    }
+    return released;
+  }
+}
+
+function withTimestamp(secondary: Record<string, string>): Record<string, string> {
+  return { ...secondary, timestamp: new Date().toISOString() };
+}
+
+function formatIpAt(prefix: Prefix, ordinal: number): string {
+  return formatPrefix({
+    ...prefix,
+    addr: prefix.addr + BigInt(ordinal),
+    len: prefix.family === 4 ? 32 : 128,
+  }).split('/')[0]!;
+}

@@ -1,0 +1,129 @@
+// Reads the store resources IPAM depends on (IPPool, IPAMConfiguration, Node) straight from etcd
+// through a KvClient. Parsing is deliberately light (no zod): this runs in every CNI call, and the
+// store has already validated what it wrote.
+import { type Family, type Prefix, parsePrefix } from '../lib/ip.js';
+import { kindPrefix, resourceKeyPath } from '../store/kinds.js';
+import type { KvClient } from './etcd-lite.js';
+
+export interface PoolInfo {
+  name: string;
+  cidr: string;
+  prefix: Prefix;
+  family: Family;
+  blockSize: number;
+  disabled: boolean;
+  nodeSelector: string;
+  allowedUses: string[];
+}
+
+export interface IpamConfig {
+  strictAffinity: boolean;
+  maxBlocksPerHost: number;
+  autoAllocateBlocks: boolean;
+}
+
+export const DEFAULT_IPAM_CONFIG: IpamConfig = {
+  strictAffinity: false,
+  maxBlocksPerHost: 0,
+  autoAllocateBlocks: true,
+};
+
+export class SelectorUnsupportedError extends Error {
+  constructor(readonly selector: string) {
+    super(
+      `pool nodeSelector "${selector}" is not supported by IPAM (use all(), has(k), !has(k), k == 'v', k != 'v', k in {...} joined by &&)`,
+    );
+    this.name = 'SelectorUnsupportedError';
+  }
+}
+
+function obj(v: unknown): Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+export function parsePool(json: unknown): PoolInfo | null {
+  const r = obj(json);
+  const spec = obj(r.spec);
+  const name = String(obj(r.metadata).name ?? '');
+  if (typeof spec.cidr !== 'string') return null;
+  let prefix: Prefix;
+  try {
+    prefix = parsePrefix(spec.cidr);
+  } catch {
+    return null;
+  }
+  return {
+    name,
+    cidr: spec.cidr,
+    prefix,
+    family: prefix.family,
+    blockSize: typeof spec.blockSize === 'number' ? spec.blockSize : prefix.family === 4 ? 26 : 122,
+    disabled: spec.disabled === true,
+    nodeSelector: typeof spec.nodeSelector === 'string' ? spec.nodeSelector : 'all()',
+    allowedUses: Array.isArray(spec.allowedUses) ? spec.allowedUses.map(String) : ['Workload', 'Tunnel'],
+  };
+}
+
+export async function readPools(kv: KvClient): Promise<PoolInfo[]> {
+  const { kvs } = await kv.range(kindPrefix('IPPool'));
+  const out: PoolInfo[] = [];
+  for (const k of kvs) {
+    try {
+      const p = parsePool(JSON.parse(k.value.toString()));
+      if (p) out.push(p);
+    } catch {
+      // An unreadable pool is skipped, never guessed at.
+    }
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+export async function readIpamConfig(kv: KvClient): Promise<IpamConfig> {
+  const k = await kv.get(resourceKeyPath('IPAMConfiguration', 'default'));
+  if (!k) return { ...DEFAULT_IPAM_CONFIG };
+  const spec = obj(obj(JSON.parse(k.value.toString())).spec);
+  return {
+    strictAffinity: spec.strictAffinity === true,
+    maxBlocksPerHost: typeof spec.maxBlocksPerHost === 'number' ? spec.maxBlocksPerHost : 0,
+    autoAllocateBlocks: spec.autoAllocateBlocks !== false,
+  };
+}
+
+export async function readNodeLabels(kv: KvClient, node: string): Promise<Record<string, string> | null> {
+  const k = await kv.get(resourceKeyPath('Node', node));
+  if (!k) return null;
+  const labels = obj(obj(JSON.parse(k.value.toString())).metadata).labels;
+  return { ...(obj(labels) as Record<string, string>), 'projectcalico.org/name': node };
+}
+
+export async function listNodeNames(kv: KvClient): Promise<Set<string>> {
+  const prefix = kindPrefix('Node');
+  const { kvs } = await kv.range(prefix);
+  return new Set(kvs.map((k) => k.key.slice(prefix.length)));
+}
+
+/**
+ * Evaluates the conjunctive subset of Calico's selector language that pool nodeSelectors use in
+ * practice. Anything else throws SelectorUnsupportedError rather than guessing.
+ */
+export function matchNodeSelector(selector: string, labels: Record<string, string>): boolean {
+  const s = selector.trim();
+  if (s === '' || s === 'all()') return true;
+  return s.split('&&').every((raw) => {
+    const t = raw.trim();
+    let m = /^has\(\s*([\w./-]+)\s*\)$/.exec(t);
+    if (m) return m[1]! in labels;
+    m = /^!\s*has\(\s*([\w./-]+)\s*\)$/.exec(t);
+    if (m) return !(m[1]! in labels);
+    m = /^([\w./-]+)\s*(==|!=)\s*(['"])([^'"]*)\3$/.exec(t);
+    if (m) return (labels[m[1]!] === m[4]) === (m[2] === '==');
+    m = /^([\w./-]+)\s+(not\s+)?in\s*\{(.*)\}$/.exec(t);
+    if (m) {
+      const values = [...m[3]!.matchAll(/(['"])(.*?)\1/g)].map((x) => x[2]);
+      const inSet = labels[m[1]!] !== undefined && values.includes(labels[m[1]!]);
+      return m[2] ? !inSet : inSet;
+    }
+    if (t === 'all()') return true;
+    throw new SelectorUnsupportedError(selector);
+  });
+}

@@ -1,0 +1,205 @@
+// The applier: puts a compiled ruleset into the kernel with `nft -j -f FILE`, one atomic transaction
+// per call. The thin shell around the pure compiler and diff.
+//
+// - First apply, and every resync: full atomic replace (`add table; delete table; add table; …`).
+// - Otherwise: only the difference against the last applied ruleset (diff.ts).
+// - nft 1.0.6 cannot read a Node pipe as stdin (deps.md §3): the JSON goes through a temp file.
+// - A failed transaction changes nothing (nft transactions are atomic): the previous ruleset stays in
+//   force. An incremental failure is retried once, then the whole table is rebuilt in one transaction.
+//   If that fails too the error is thrown and the old ruleset is still in place — never an open one.
+
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type DiffSummary, diffRulesets } from './diff.js';
+import { fullReplaceCommands, type NftCommand, type NftRuleset } from './nft.js';
+
+export class NftError extends Error {
+  constructor(
+    readonly operation: string,
+    readonly exitCode: number | null,
+    readonly stderr: string,
+    readonly commandCount: number,
+  ) {
+    super(`nft ${operation} failed (exit ${exitCode}, ${commandCount} commands): ${stderr.trim()}`);
+    this.name = 'NftError';
+  }
+}
+
+export interface NftApplierOptions {
+  /** The nft binary (default "nft"). */
+  nft?: string;
+  /** Our table's name (default "gingham"); must match the compiled ruleset's. */
+  table?: string;
+  /** argv prefix to run nft elsewhere, e.g. ['ip', 'netns', 'exec', 'node1']. */
+  prefix?: string[];
+  /** Incremental attempts before the full rebuild (default 2). */
+  attempts?: number;
+  /** Called for notable events (retry, rebuild). */
+  onEvent?: (event: string, detail: Record<string, unknown>) => void;
+}
+
+export interface RuleCounter {
+  chain: string;
+  comment: string;
+  packets: number;
+  bytes: number;
+}
+
+export interface ApplyReport {
+  mode: 'full' | 'incremental' | 'noop' | 'rebuild';
+  commands: number;
+  durationMs: number;
+  summary?: DiffSummary;
+}
+
+export class NftApplier {
+  private readonly nft: string;
+  readonly table: string;
+  private readonly prefix: string[];
+  private readonly attempts: number;
+  private last: NftRuleset | null = null;
+  private desired: NftRuleset | null = null;
+
+  constructor(private readonly opts: NftApplierOptions = {}) {
+    this.nft = opts.nft ?? 'nft';
+    this.table = opts.table ?? 'gingham';
+    this.prefix = opts.prefix ?? [];
+    this.attempts = Math.max(1, opts.attempts ?? 2);
+  }
+
+  /** The ruleset last put into the kernel successfully (null before the first apply). */
+  get applied(): NftRuleset | null {
+    return this.last;
+  }
+
+  /** Replaces the whole table atomically. */
+  async applyFull(rs: NftRuleset): Promise<ApplyReport> {
+    this.checkTable(rs);
+    this.desired = rs;
+    const t0 = performance.now();
+    const cmds = fullReplaceCommands(rs);
+    await this.transaction(cmds, 'full replace');
+    this.last = rs;
+    return { mode: 'full', commands: cmds.length, durationMs: performance.now() - t0 };
+  }
+
+  /** Applies only the difference against the last applied ruleset, in one transaction. */
+  async apply(rs: NftRuleset): Promise<ApplyReport> {
+    this.checkTable(rs);
+    this.desired = rs;
+    if (!this.last) return this.applyFull(rs);
+    const t0 = performance.now();
+    const d = diffRulesets(this.last, rs);
+    if (!d) return this.applyFull(rs);
+    if (d.commands.length === 0) {
+      this.last = rs;
+      return { mode: 'noop', commands: 0, durationMs: performance.now() - t0, summary: d.summary };
+    }
+    let lastErr: unknown;
+    for (let i = 0; i < this.attempts; i++) {
+      try {
+        await this.transaction(d.commands, 'incremental update');
+        this.last = rs;
+        return {
+          mode: 'incremental',
+          commands: d.commands.length,
+          durationMs: performance.now() - t0,
+          summary: d.summary,
+        };
+      } catch (e) {
+        lastErr = e;
+        this.opts.onEvent?.('nft-retry', { attempt: i + 1, error: String(e) });
+      }
+    }
+    // The kernel may hold something other than what we think (someone flushed our table?): rebuild.
+    this.opts.onEvent?.('nft-rebuild', { error: String(lastErr) });
+    const r = await this.applyFull(rs);
+    return { ...r, mode: 'rebuild', durationMs: performance.now() - t0 };
+  }
+
+  /** Full atomic replace of the desired ruleset (periodic resync, or after an outside change). */
+  async resync(): Promise<ApplyReport> {
+    if (!this.desired) return { mode: 'noop', commands: 0, durationMs: 0 };
+    return this.applyFull(this.desired);
+  }
+
+  /** Reads our table back as nft JSON (with handles and counters). */
+  async list(): Promise<unknown> {
+    const out = await this.exec(['-j', 'list', 'table', 'inet', this.table], 'list');
+    return JSON.parse(out);
+  }
+
+  /**
+   * Rule counters of our table, for metrics and for checking which rule traffic hit: every rule the
+   * compiler renders has a counter, and most a comment naming tier, policy, direction and rule.
+   */
+  async counters(): Promise<RuleCounter[]> {
+    const listing = (await this.list()) as { nftables: Record<string, unknown>[] };
+    const out: RuleCounter[] = [];
+    for (const item of listing.nftables) {
+      const rule = item.rule as
+        | { chain: string; comment?: string; expr?: Record<string, unknown>[] }
+        | undefined;
+      if (!rule?.expr) continue;
+      for (const e of rule.expr) {
+        const c = e.counter as { packets: number; bytes: number } | undefined;
+        if (c)
+          out.push({ chain: rule.chain, comment: rule.comment ?? '', packets: c.packets, bytes: c.bytes });
+      }
+    }
+    return out;
+  }
+
+  /** Removes our table (agent shutdown with cleanup, tests). Absent table is fine. */
+  async deleteTable(): Promise<void> {
+    const t = { family: 'inet', name: this.table };
+    await this.transaction([{ add: { table: t } }, { delete: { table: t } }], 'delete table');
+    this.last = null;
+  }
+
+  /** Runs one JSON transaction as is (bench baseline, tooling). */
+  async transaction(cmds: NftCommand[], operation = 'transaction'): Promise<void> {
+    // A private directory per transaction, removed right after: nothing is left behind even if
+    // the process dies between transactions or close() is never called.
+    const dir = mkdtempSync(join(tmpdir(), 'gingham-nft-'));
+    const file = join(dir, 'tx.json');
+    try {
+      writeFileSync(file, JSON.stringify({ nftables: cmds }));
+      await this.exec(['-j', '-f', file], operation, cmds.length);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Nothing to release today (temp files live only during a transaction); kept for callers. */
+  close(): void {}
+
+  private checkTable(rs: NftRuleset): void {
+    if (rs.table !== this.table)
+      throw new NftError(
+        'apply',
+        null,
+        `ruleset is for table "${rs.table}", applier owns "${this.table}"`,
+        0,
+      );
+  }
+
+  private exec(args: string[], operation: string, count = 0): Promise<string> {
+    const argv = [...this.prefix, this.nft, ...args];
+    return new Promise((resolve, reject) => {
+      execFile(
+        argv[0]!,
+        argv.slice(1),
+        { maxBuffer: 512 * 1024 * 1024, encoding: 'utf8' },
+        (err, stdout, stderr) => {
+          if (err) {
+            const code = typeof err.code === 'number' ? err.code : null;
+            reject(new NftError(operation, code, stderr || err.message, count));
+          } else resolve(stdout);
+        },
+      );
+    });
+  }
+}

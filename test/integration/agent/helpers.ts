@@ -1,0 +1,159 @@
+// Helpers for the agent's integration tests: a reachable etcd inside node namespaces, workloads
+// wired the way the CNI plugin wires them, the agent process, and polling.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { HOST_SIDE_MAC, hostVethName } from '../../../lib/constants.js';
+import { type Netns, uniqueName } from '../../harness/netns.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+export const repoRoot = join(here, '../../..');
+
+/** Host side: a unix socket forwarding to etcd's TCP port on the host loopback (its own process). */
+export async function etcdSocket(etcdEndpoint: string): Promise<{ path: string; close(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'gh-agent-'));
+  const path = join(dir, 'etcd.sock');
+  const u = new URL(etcdEndpoint);
+  const p = spawn(process.execPath, [join(here, 'fixtures/forward-host.mjs'), path, u.hostname, u.port], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    p.stdout!.once('data', () => resolve());
+    p.once('exit', (c) => reject(new Error(`host forwarder exited ${c}`)));
+  });
+  return {
+    path,
+    close: async () => {
+      if (p.exitCode === null && p.signalCode === null) {
+        await new Promise<void>((resolve) => {
+          p.once('exit', () => resolve());
+          p.kill();
+        });
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Inside `ns`: 127.0.0.1:port → the unix socket. Returns the process (kill by PID). */
+export async function etcdInNetns(ns: Netns, sockPath: string, port = 2379): Promise<ChildProcess> {
+  const p = spawn(
+    'ip',
+    ['netns', 'exec', ns.name, process.execPath, join(here, 'fixtures/forward.mjs'), String(port), sockPath],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  await new Promise<void>((resolve, reject) => {
+    p.stdout!.once('data', () => resolve());
+    p.once('exit', (c) => reject(new Error(`forwarder exited ${c}`)));
+  });
+  return p;
+}
+
+export interface Workload {
+  ns: Netns;
+  hostIf: string;
+  ip: string;
+  mac: string;
+}
+
+/** Wires a workload as the CNI plugin does: veth gh…, host MAC ee:ee:…, gateway 169.254.1.1. */
+export function addWorkload(
+  node: Netns,
+  ws: Netns,
+  id: string,
+  ip: string,
+  opts: { hostUp?: boolean } = {},
+): Workload {
+  const hostIf = hostVethName(id);
+  const tmp = uniqueName('wt');
+  node.ip('link', 'add', hostIf, 'type', 'veth', 'peer', 'name', tmp, 'netns', ws.name);
+  node.ip('link', 'set', hostIf, 'address', HOST_SIDE_MAC);
+  if (opts.hostUp) node.ip('link', 'set', hostIf, 'up');
+  ws.ip('link', 'set', tmp, 'name', 'eth0');
+  ws.ip('addr', 'add', `${ip}/32`, 'dev', 'eth0');
+  ws.ip('link', 'set', 'eth0', 'up');
+  ws.ip('route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link');
+  ws.ip('route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0');
+  const [info] = JSON.parse(ws.ip('-j', 'link', 'show', 'eth0')) as Array<{ address: string }>;
+  return { ns: ws, hostIf, ip, mac: info!.address };
+}
+
+export interface AgentProc {
+  proc: ChildProcess;
+  logs: string[];
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export function startAgent(ns: Netns, args: string[]): AgentProc {
+  const proc = spawn(
+    'ip',
+    ['netns', 'exec', ns.name, process.execPath, '--import', 'tsx', join(repoRoot, 'agent/main.ts'), ...args],
+    { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const logs: string[] = [];
+  const lines = (stream: NodeJS.ReadableStream): void => {
+    let partial = '';
+    stream.on('data', (b: Buffer) => {
+      const parts = (partial + b.toString()).split('\n');
+      partial = parts.pop()!;
+      logs.push(...parts.filter(Boolean));
+    });
+  };
+  lines(proc.stdout!);
+  lines(proc.stderr!);
+  return {
+    proc,
+    logs,
+    kill: (signal = 'SIGTERM') =>
+      new Promise<void>((resolve) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+        proc.once('exit', () => resolve());
+        // `ip netns exec` execs node directly, so this PID is the agent itself.
+        proc.kill(signal);
+        setTimeout(() => proc.kill('SIGKILL'), 5000).unref();
+      }),
+  };
+}
+
+export async function waitFor<T>(
+  what: string,
+  f: () => T | Promise<T>,
+  timeoutMs = 15000,
+  logs?: string[],
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await f();
+      if (v) return v as NonNullable<T>;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const tail = logs ? `\nagent log tail:\n${logs.slice(-15).join('\n')}` : '';
+  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}${tail}`);
+}
+
+/** `ip -j route show proto 80` in the namespace. */
+export function ownRoutes(
+  ns: Netns,
+  family: 4 | 6 = 4,
+): Array<{ dst: string; dev?: string; gateway?: string; type?: string; flags?: string[] }> {
+  return JSON.parse(ns.ip(`-${family}`, '-j', 'route', 'show', 'proto', '80') || '[]');
+}
+
+export function ping(from: Netns, to: string): boolean {
+  try {
+    // No ping binary on these machines: a raw-socket ICMP echo in Python.
+    from.exec('python3', [join(here, 'fixtures/ping.py'), to, '1']);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,242 @@
+// Shared by the ipam and cni integration tests: an etcd that also listens on a unix socket (a
+// plugin runs inside a node namespace, where the test's 127.0.0.1 is not reachable, but a socket
+// file is), a build check for dist/, and a runner that execs the built plugins like a runtime does.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { EtcdLite } from '../../../ipam/etcd-lite.js';
+import { freePort } from '../../harness/etcd.js';
+
+export const ROOT = resolve(import.meta.dirname, '../../..');
+export const PLUGIN = join(ROOT, 'dist/cni/plugin.js');
+export const IPAM_PLUGIN = join(ROOT, 'dist/cni/ipam-plugin.js');
+export const CLI = join(ROOT, 'dist/cli/main.js');
+
+export interface UnixEtcd {
+  /** TCP endpoint for the test process. */
+  endpoint: string;
+  /** unix:// endpoint for plugins inside namespaces. */
+  unix: string;
+  kv: EtcdLite;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const p of live) {
+    try {
+      p.kill('SIGKILL');
+    } catch {}
+  }
+});
+
+export async function startUnixEtcd(): Promise<UnixEtcd> {
+  const dir = mkdtempSync(join(tmpdir(), 'gingham-cni-etcd-'));
+  const [cp, pp, up] = [await freePort(), await freePort(), await freePort()];
+  const endpoint = `http://127.0.0.1:${cp}`;
+  // etcd names a unix listener's socket file after the URL's host:port, relative to its cwd.
+  const unix = `unix://${dir}/localhost:${up}`;
+  const args = [
+    ...['--name', 'cni', '--data-dir', join(dir, 'data')],
+    ...['--listen-client-urls', `${endpoint},unix://localhost:${up}`, '--advertise-client-urls', endpoint],
+    ...[
+      '--listen-peer-urls',
+      `http://127.0.0.1:${pp}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${pp}`,
+    ],
+    ...['--initial-cluster', `cni=http://127.0.0.1:${pp}`, '--log-level', 'error'],
+  ];
+  let proc: ChildProcess | undefined;
+  const kv = new EtcdLite([endpoint], 2000);
+  const inst: UnixEtcd = {
+    endpoint,
+    unix,
+    kv,
+    async start() {
+      if (proc && proc.exitCode === null && proc.signalCode === null) return;
+      // A socket file left by the previous run would make etcd fail to listen on it.
+      rmSync(join(dir, `localhost:${up}`), { force: true });
+      const p = spawn('etcd', args, { cwd: dir, stdio: 'ignore' });
+      proc = p;
+      live.add(p);
+      const deadline = Date.now() + 15000;
+      for (;;) {
+        if (p.exitCode !== null) throw new Error(`etcd exited with ${p.exitCode}`);
+        try {
+          if ((await fetch(`${endpoint}/health`)).ok && existsSync(join(dir, `localhost:${up}`))) return;
+        } catch {}
+        if (Date.now() > deadline) throw new Error('etcd did not become healthy');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async stop() {
+      const p = proc;
+      if (!p || p.exitCode !== null || p.signalCode !== null) return;
+      await new Promise<void>((r) => {
+        p.once('exit', () => r());
+        p.kill('SIGTERM');
+      });
+      live.delete(p);
+    },
+    async destroy() {
+      kv.close();
+      await inst.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await inst.start();
+  return inst;
+}
+
+function newestMtime(dir: string): number {
+  let m = 0;
+  for (const f of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, f.name);
+    if (f.isDirectory()) m = Math.max(m, newestMtime(p));
+    else if (f.name.endsWith('.ts')) m = Math.max(m, statSync(p).mtimeMs);
+  }
+  return m;
+}
+
+/** Builds dist/ when our sources are newer than the plugin (tsc emits even if others' files have type errors). */
+export function ensureBuilt(): void {
+  const lock = join(tmpdir(), 'gingham-cni-build.lock');
+  for (let i = 0; ; i++) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      if (i > 600) throw new Error(`build lock ${lock} held too long`);
+      execFileSync('sleep', ['0.2']);
+    }
+  }
+  try {
+    const src = Math.max(...['cni', 'ipam', 'lib', 'store', 'cli'].map((d) => newestMtime(join(ROOT, d))));
+    const built = [PLUGIN, IPAM_PLUGIN, CLI].map((f) => (existsSync(f) ? statSync(f).mtimeMs : 0));
+    if (Math.min(...built) < src) {
+      try {
+        execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
+      } catch {
+        // type errors elsewhere in the tree: tsc still emitted our files
+      }
+      // The post-build bundling step (without it the plugins load their modules: same code, slower).
+      execFileSync(process.execPath, [join(ROOT, 'dist/cni/bundle.js')], { cwd: ROOT, stdio: 'ignore' });
+    }
+    for (const f of [PLUGIN, IPAM_PLUGIN, CLI]) {
+      if (!existsSync(f)) throw new Error(`${f} is missing: run npm run build`);
+      chmodSync(f, 0o755);
+    }
+  } finally {
+    rmdirSync(lock);
+  }
+}
+
+export interface CniCall {
+  command: string;
+  containerId?: string;
+  /** Path of the workload netns. */
+  netns?: string;
+  ifname?: string;
+  args?: string;
+  conf: unknown;
+  /** Node namespace name the plugin runs in. */
+  nodeNs?: string;
+  bin?: string;
+  path?: string;
+  env?: Record<string, string>;
+}
+
+export interface CniOutcome {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  // biome-ignore lint/suspicious/noExplicitAny: test-only view of a JSON result
+  json: any;
+}
+
+/** Execs a plugin the way a runtime does (env + stdin), inside `nodeNs` via nsenter. */
+export function cniSpawn(c: CniCall): { proc: ChildProcess; done: Promise<CniOutcome> } {
+  const bin = c.bin ?? PLUGIN;
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    CNI_COMMAND: c.command,
+    CNI_PATH: c.path ?? `${join(ROOT, 'dist/cni')}:/usr/lib/cni`,
+    ...(c.containerId !== undefined ? { CNI_CONTAINERID: c.containerId } : {}),
+    ...(c.netns !== undefined ? { CNI_NETNS: c.netns } : {}),
+    ...(c.ifname !== undefined ? { CNI_IFNAME: c.ifname } : {}),
+    ...(c.args !== undefined ? { CNI_ARGS: c.args } : {}),
+    ...c.env,
+  };
+  const [cmd, argv] = c.nodeNs ? ['nsenter', [`--net=/var/run/netns/${c.nodeNs}`, bin]] : [bin, []];
+  const proc = spawn(cmd, argv as string[], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  live.add(proc);
+  let stdout = '';
+  let stderr = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    stdout += d;
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    stderr += d;
+  });
+  proc.stdin!.end(typeof c.conf === 'string' ? c.conf : JSON.stringify(c.conf));
+  const done = new Promise<CniOutcome>((res) => {
+    proc.on('close', (code, signal) => {
+      live.delete(proc);
+      let json: unknown;
+      try {
+        json = stdout.trim() ? JSON.parse(stdout) : undefined;
+      } catch {
+        json = undefined;
+      }
+      res({ code, signal, stdout, stderr, json });
+    });
+  });
+  return { proc, done };
+}
+
+export function cni(c: CniCall): Promise<CniOutcome> {
+  return cniSpawn(c).done;
+}
+
+/** Runs async jobs with at most `limit` in flight. */
+export async function pool<T>(
+  items: T[],
+  limit: number,
+  fn: (t: T, i: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: limit }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i]!, i);
+    }
+  });
+  await Promise.all(workers);
+}
+
+export function poolResource(name: string, spec: Record<string, unknown>): string {
+  return JSON.stringify({ apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name }, spec });
+}
+
+export function nodeResource(name: string, labels: Record<string, string> = {}): string {
+  return JSON.stringify({
+    apiVersion: 'projectcalico.org/v3',
+    kind: 'Node',
+    metadata: { name, labels },
+    spec: {},
+  });
+}

@@ -1,0 +1,285 @@
+// The block allocator against a real etcd: affinity, borrowing, strictAffinity, maxBlocksPerHost,
+// pool filters, release, and concurrency across processes (4 nodes, 200 allocations).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { Allocator, NoUsablePoolError, PoolExhaustedError } from '../../../ipam/allocator.js';
+import type { EtcdLite } from '../../../ipam/etcd-lite.js';
+import { affinityKey, blockKey, borrowedAddresses, IPAM_PREFIX } from '../../../ipam/model.js';
+import { checkReport, loadSnapshot, showReport } from '../../../ipam/report.js';
+import { KEY_PREFIX, resourceKeyPath } from '../../../store/kinds.js';
+import {
+  cni,
+  ensureBuilt,
+  IPAM_PLUGIN,
+  nodeResource,
+  pool,
+  poolResource,
+  ROOT,
+  startUnixEtcd,
+  type UnixEtcd,
+} from '../cni/helpers.js';
+
+describe('ipam allocator on etcd', { timeout: 180_000 }, () => {
+  let etcd: UnixEtcd;
+  let kv: EtcdLite;
+
+  const setPools = async (
+    pools: Record<string, Record<string, unknown>>,
+    config?: Record<string, unknown>,
+  ) => {
+    await kv.txn([], [{ delete: KEY_PREFIX }]);
+    const { kvs } = await kv.range(KEY_PREFIX);
+    await kv.txn(
+      [],
+      kvs.map((k) => ({ delete: k.key })),
+    );
+    const ops = Object.entries(pools).map(([name, spec]) => ({
+      put: resourceKeyPath('IPPool', name),
+      value: poolResource(name, spec),
+    }));
+    if (config) {
+      ops.push({
+        put: resourceKeyPath('IPAMConfiguration', 'default'),
+        value: JSON.stringify({
+          apiVersion: 'projectcalico.org/v3',
+          kind: 'IPAMConfiguration',
+          metadata: { name: 'default' },
+          spec: config,
+        }),
+      });
+    }
+    for (const n of ['n1', 'n2', 'n3', 'n4'])
+      ops.push({ put: resourceKeyPath('Node', n), value: nodeResource(n, { zone: n === 'n1' ? 'a' : 'b' }) });
+    await kv.txn([], ops);
+  };
+
+  before(async () => {
+    etcd = await startUnixEtcd();
+    kv = etcd.kv;
+  });
+  after(async () => {
+    await etcd?.destroy();
+  });
+  beforeEach(async () => {
+    await setPools({
+      p4: { cidr: '10.70.0.0/24', blockSize: 29 },
+      p6: { cidr: 'fd00:70::/120', blockSize: 125 },
+    });
+  });
+
+  it('claims a block by affinity, fills it, then claims the next', async () => {
+    const a = new Allocator(kv, { node: 'n1' });
+    const first = await a.assign({ handleId: 'h0', num4: 1, num6: 1 });
+    assert.equal(first.ips.length, 2);
+    const snap = await loadSnapshot(kv);
+    assert.deepEqual(snap.affinities.map((x) => [x.node, x.active]).sort(), [
+      ['n1', true],
+      ['n1', true],
+    ]);
+    const b4 = first.blocks[0]!;
+    for (let i = 1; i < 8; i++)
+      assert.equal(
+        (await a.assign({ handleId: `h${i}`, num4: 1, num6: 0 })).blocks[0],
+        b4,
+        'fills its own block first',
+      );
+    const ninth = await a.assign({ handleId: 'h8', num4: 1, num6: 0 });
+    assert.notEqual(ninth.blocks[0], b4);
+    const rep = showReport(await loadSnapshot(kv));
+    assert.equal(rep.blocks.filter((b) => b.node === 'n1' && b.pool === 'p4').length, 2);
+    assert.ok(checkReport(await loadSnapshot(kv)).inconsistencies.length === 0);
+  });
+
+  it('allocates several addresses for one handle across blocks and releases them all, idempotently', async () => {
+    const a = new Allocator(kv, { node: 'n2' });
+    const r = await a.assign({ handleId: 'multi', num4: 12, num6: 0 });
+    assert.equal(new Set(r.ips).size, 12);
+    assert.equal(new Set(r.blocks).size, 2);
+    assert.deepEqual((await a.addressesOf('multi')).sort(), [...r.ips].sort());
+    assert.equal((await a.releaseHandle('multi')).length, 12);
+    assert.deepEqual(await a.releaseHandle('multi'), [], 'second release is a no-op');
+    const { kvs } = await kv.range(IPAM_PREFIX);
+    // The handle is gone; of the two emptied blocks one went back to the pool, the node keeps one.
+    assert.equal(kvs.filter((k) => k.key.includes('/handle/')).length, 0);
+    assert.equal(kvs.filter((k) => k.key.includes('/assignment/')).length, 1);
+    assert.equal(kvs.filter((k) => k.key.includes('/host/n2/')).length, 1);
+    assert.ok(checkReport(await loadSnapshot(kv)).ok);
+  });
+
+  it('borrows from another node’s block when its own limit is reached and strictAffinity is false', async () => {
+    await setPools(
+      { p4: { cidr: '10.70.0.0/28', blockSize: 29 } },
+      { maxBlocksPerHost: 1, strictAffinity: false },
+    );
+    const n1 = new Allocator(kv, { node: 'n1' });
+    const n2 = new Allocator(kv, { node: 'n2' });
+    await n2.assign({ handleId: 'b0', num4: 1, num6: 0 });
+    for (let i = 0; i < 8; i++) await n1.assign({ handleId: `a${i}`, num4: 1, num6: 0 });
+    const borrowed = await n1.assign({ handleId: 'a8', num4: 1, num6: 0 });
+    const snap = await loadSnapshot(kv);
+    const n2block = snap.blocks.find((b) => b.affinity === 'host:n2')!;
+    assert.deepEqual(
+      borrowedAddresses(n2block),
+      borrowed.ips,
+      'the borrowed address is listed for a /32 route',
+    );
+    // strictAffinity forbids it.
+    await kv.txn(
+      [],
+      [
+        {
+          put: resourceKeyPath('IPAMConfiguration', 'default'),
+          value: JSON.stringify({
+            apiVersion: 'projectcalico.org/v3',
+            kind: 'IPAMConfiguration',
+            metadata: { name: 'default' },
+            spec: { maxBlocksPerHost: 1, strictAffinity: true },
+          }),
+        },
+      ],
+    );
+    await assert.rejects(
+      new Allocator(kv, { node: 'n1' }).assign({ handleId: 'a9', num4: 1, num6: 0 }),
+      (e: unknown) => {
+        return (
+          e instanceof PoolExhaustedError &&
+          /maxBlocksPerHost=1.*strictAffinity forbids borrowing/.test(e.message)
+        );
+      },
+    );
+  });
+
+  it('honours disabled pools, nodeSelector and allowedUses', async () => {
+    await setPools({
+      off: { cidr: '10.71.0.0/24', disabled: true },
+      zoneA: { cidr: '10.72.0.0/24', nodeSelector: "zone == 'a'" },
+      tunnel: { cidr: '10.73.0.0/24', allowedUses: ['Tunnel'] },
+    });
+    const n1 = await new Allocator(kv, { node: 'n1' }).assign({ handleId: 'x', num4: 1, num6: 0 });
+    assert.match(n1.ips[0]!, /^10\.72\./);
+    await assert.rejects(
+      new Allocator(kv, { node: 'n2' }).assign({ handleId: 'y', num4: 1, num6: 0 }),
+      NoUsablePoolError,
+    );
+    const t = await new Allocator(kv, { node: 'n2' }).assign({
+      handleId: 't',
+      num4: 1,
+      num6: 0,
+      use: 'Tunnel',
+    });
+    assert.match(t.ips[0]!, /^10\.73\./);
+    await assert.rejects(
+      new Allocator(kv, { node: 'n1' }).assign({ handleId: 'z', num4: 1, num6: 0, ipv4Pools: ['off'] }),
+      /not found or disabled: off/,
+    );
+  });
+
+  it('releases a single address by IP and updates its handle', async () => {
+    const a = new Allocator(kv, { node: 'n3' });
+    const r = await a.assign({ handleId: 'two', num4: 2, num6: 0 });
+    assert.deepEqual(await a.releaseAddresses([r.ips[0]!]), [r.ips[0]]);
+    assert.deepEqual(await a.addressesOf('two'), [r.ips[1]]);
+    assert.deepEqual(await a.releaseAddresses([r.ips[0]!]), [], 'already free');
+    await a.releaseAddresses([r.ips[1]!]);
+    // The node's only block stays (empty) with its affinity; a second empty block would go.
+    assert.ok(await kv.get(blockKey(r.blocks[0]!)));
+    assert.ok(await kv.get(affinityKey('n3', r.blocks[0]!)));
+    assert.ok(checkReport(await loadSnapshot(kv)).ok);
+  });
+
+  it('200 concurrent allocations from 4 node processes get 200 distinct addresses; releasing them leaves nothing', async () => {
+    await setPools({ p4: { cidr: '10.80.0.0/22', blockSize: 26 } });
+    // One process per node, 50 allocations in flight each (the allocator over the built dist/).
+    ensureBuilt();
+    const driver = `
+      const { Allocator } = await import(${JSON.stringify(join(ROOT, 'dist/ipam/allocator.js'))});
+      const { EtcdLite } = await import(${JSON.stringify(join(ROOT, 'dist/ipam/etcd-lite.js'))});
+      const [node, op] = process.argv.slice(1);
+      const kv = new EtcdLite([${JSON.stringify(etcd.endpoint)}], 20000);
+      const a = new Allocator(kv, { node });
+      const ids = Array.from({ length: 50 }, (_, i) => node + '.' + i);
+      const out = await Promise.all(ids.map((h) => op === 'add' ? a.assign({ handleId: h, num4: 1, num6: 0 }).then((r) => r.ips[0]) : a.releaseHandle(h).then((r) => r.length)));
+      kv.close();
+      console.log(JSON.stringify(out));`;
+    const runAll = (op: string) =>
+      Promise.all(
+        ['n1', 'n2', 'n3', 'n4'].map(
+          (n) =>
+            new Promise<unknown[]>((resolve, reject) => {
+              const p = spawn(process.execPath, ['--input-type=module', '-e', driver, n, op], {
+                stdio: ['ignore', 'pipe', 'pipe'],
+              });
+              let out = '';
+              let err = '';
+              p.stdout.on('data', (d) => (out += d));
+              p.stderr.on('data', (d) => (err += d));
+              p.on('close', (code) =>
+                code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`${n} ${op}: ${err}`)),
+              );
+            }),
+        ),
+      );
+    const ips = (await runAll('add')).flat() as string[];
+    assert.equal(ips.length, 200);
+    assert.equal(new Set(ips).size, 200, 'no address handed out twice');
+    const snap = await loadSnapshot(kv);
+    const rep = checkReport(snap);
+    assert.deepEqual(rep.inconsistencies, [], 'blocks, affinities and handles agree');
+    assert.equal(showReport(snap).pools[0]!.inUse, 200);
+    const released = (await runAll('del')).flat() as number[];
+    assert.equal(
+      released.reduce((a, b) => a + b, 0),
+      200,
+    );
+    const after = await loadSnapshot(kv);
+    assert.equal(showReport(after).pools[0]!.inUse, 0);
+    assert.ok(checkReport(after).ok, JSON.stringify(checkReport(after)));
+  });
+
+  it('gingham-ipam executables in parallel (4 nodes × 5) allocate distinct addresses and release them', async () => {
+    ensureBuilt();
+    await setPools({ p4: { cidr: '10.81.0.0/24', blockSize: 28 } });
+    const jobs = Array.from({ length: 20 }, (_, i) => ({ node: `n${(i % 4) + 1}`, id: `c${i}` }));
+    const conf = (node: string) => ({
+      cniVersion: '1.0.0',
+      name: 'inet',
+      type: 'x',
+      nodename: node,
+      etcd_endpoints: etcd.endpoint,
+      ipam: { type: 'gingham-ipam' },
+    });
+    const got: string[] = [];
+    await pool(jobs, 8, async (j) => {
+      const r = await cni({
+        bin: IPAM_PLUGIN,
+        command: 'ADD',
+        containerId: j.id,
+        netns: '/x',
+        ifname: 'eth0',
+        conf: conf(j.node),
+      });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      got.push(r.json.ips[0].address);
+    });
+    assert.equal(new Set(got).size, 20);
+    assert.ok(got.every((a) => /^10\.81\.0\.\d+\/32$/.test(a)));
+    await pool(jobs, 8, async (j) => {
+      const r = await cni({
+        bin: IPAM_PLUGIN,
+        command: 'DEL',
+        containerId: j.id,
+        netns: '/x',
+        ifname: 'eth0',
+        conf: conf(j.node),
+      });
+      assert.equal(r.code, 0, r.stdout);
+    });
+    const snap = await loadSnapshot(kv);
+    assert.deepEqual(snap.handles, []);
+    assert.equal(showReport(snap).pools[0]!.inUse, 0);
+    assert.ok(snap.blocks.length <= 4, 'at most one warm block per node');
+    assert.ok(checkReport(snap).ok, JSON.stringify(checkReport(snap)));
+  });
+});
