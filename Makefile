@@ -3,10 +3,10 @@
 
 SHELL := /bin/bash
 APT_PACKAGES := etcd-server etcd-client nftables iproute2 bird2 gobgpd frr iperf3 \
-	podman runc containernetworking-plugins busybox-static
+	podman runc containernetworking-plugins busybox-static iputils-ping
 # A command per package proves it is installed without asking dpkg for each one.
 APT_PROBES := etcd etcdctl nft ip bird gobgpd /usr/lib/frr/bgpd iperf3 podman runc \
-	/usr/lib/cni/host-local /bin/busybox
+	/usr/lib/cni/host-local /bin/busybox ping
 
 .PHONY: all deps apt npm build check lint typecheck test test-unit test-integration demo demo-resources bench clean
 

@@ -80,7 +80,9 @@ for n in "${NODES[@]}"; do
   ip -n "$ns" link set eth0 up
   ip -n "$ns" route add default via 10.99.0.1
   # Inside the node, etcd is at 127.0.0.1:2379, forwarded over the unix socket.
-  in_ns "$ns" node scripts/ns-forward.mjs 127.0.0.1:2379 "unix:$work/etcd.sock" >"$work/fwd-$n.log" 2>&1 &
+  # Started with `ip netns exec` directly (not through a shell function) so that $! is the
+  # process itself: ip execs node in place, and cleanup kills it by that PID.
+  ip netns exec "$ns" node scripts/ns-forward.mjs 127.0.0.1:2379 "unix:$work/etcd.sock" >"$work/fwd-$n.log" 2>&1 &
   PIDS+=($!)
   echo "  $n: ${NODE_IP[$n]} in netns $ns"
 done
@@ -90,7 +92,7 @@ gingham apply -f examples/demo/cluster.yaml
 
 say "starting one gingham agent per node (BGP full mesh between them)"
 for n in "${NODES[@]}"; do
-  in_ns "${NS[$n]}" node "$root/dist/cli/main.js" agent --node "$n" --ip "${NODE_IP[$n]}" \
+  ip netns exec "${NS[$n]}" node "$root/dist/cli/main.js" agent --node "$n" --ip "${NODE_IP[$n]}" \
     --etcd-endpoints http://127.0.0.1:2379 --metrics-addr 127.0.0.1:9091 --log-level warn >"$work/agent-$n.log" 2>&1 &
   PIDS+=($!)
 done

@@ -1,6 +1,7 @@
 // iproute2 as a bulk writer (`ip -batch`, measured ~2× faster than netlink for thousands of routes,
 // deps.md §1) and for the few operations the netlink package makes awkward (creating a vxlan link).
 import { spawn } from 'node:child_process';
+import { GINGHAM_ROUTE_PROTOCOL } from '../../lib/constants.js';
 
 export class IprouteError extends Error {
   constructor(
@@ -51,4 +52,18 @@ export async function ipBatch(lines: readonly string[], cmd = 'ip'): Promise<str
 export async function ipJson<T>(args: readonly string[]): Promise<T> {
   const text = await runIp(['-json', ...args]);
   return (text.trim() === '' ? [] : JSON.parse(text)) as T;
+}
+
+/**
+ * Whether routes of ours (our protocol number, IPv4 or IPv6) are in the kernel: at start-up this
+ * tells a restart (the dataplane survived) from a first start. Errors count as "no".
+ */
+export async function ownRoutesPresent(protocol = GINGHAM_ROUTE_PROTOCOL): Promise<boolean> {
+  for (const family of ['-4', '-6']) {
+    try {
+      const text = await runIp([family, 'route', 'show', 'table', 'all', 'proto', String(protocol)]);
+      if (text.trim() !== '') return true;
+    } catch {}
+  }
+  return false;
 }

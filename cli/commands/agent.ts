@@ -16,6 +16,8 @@ const USAGE = `usage: gingham agent --node NAME [options]
                                 static routed from IPAM data: via <node ip> onlink
                               (default: $GINGHAM_REMOTE_ROUTES or bgp)
   --policy on|off             program policy and natOutgoing in the nftables table "inet gingham" (default on)
+  --bgp on|off                run the BGP speaker: announce this node's blocks, install learned routes
+                              (default on; off when --remote-routes static)
   --metrics-addr HOST:PORT    Prometheus /metrics (default 127.0.0.1:9091)
   --health-addr HOST:PORT     /healthz and /readyz (default: same server as metrics)
   --route-refresh SECONDS     full resync period (default: FelixConfiguration routeRefreshInterval, 90 s)
@@ -35,6 +37,7 @@ export async function run(argv: string[]): Promise<number> {
         'ip-autodetect': { type: 'string' },
         'remote-routes': { type: 'string' },
         policy: { type: 'string' },
+        bgp: { type: 'string' },
         'metrics-addr': { type: 'string' },
         'health-addr': { type: 'string' },
         'route-refresh': { type: 'string' },
@@ -64,6 +67,11 @@ export async function run(argv: string[]): Promise<number> {
   const policy = str('policy') ?? 'on';
   if (policy !== 'on' && policy !== 'off') {
     process.stderr.write(`--policy must be on or off, not "${policy}"\n`);
+    return 2;
+  }
+  const bgp = str('bgp') ?? (remote === 'static' ? 'off' : 'on');
+  if (bgp !== 'on' && bgp !== 'off') {
+    process.stderr.write(`--bgp must be on or off, not "${bgp}"\n`);
     return 2;
   }
   const logger = pino({
@@ -105,12 +113,30 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   logger.info({ node: nodeName }, 'agent started');
+  let runner: import('../../agent/bgp/runner.js').BgpRunner | null = null;
+  if (bgp === 'on') {
+    const { BgpRunner } = await import('../../agent/bgp/runner.js');
+    const { ownRoutesPresent } = await import('../../agent/dataplane/iproute.js');
+    // Our routes still in the kernel mean this is a restart: announce graceful restart with the
+    // R bit so peers keep forwarding to us while the sessions come back (RFC 4724).
+    const restarting = await ownRoutesPresent();
+    runner = new BgpRunner({
+      nodeName,
+      store,
+      logger: logger.child({ component: 'bgp' }),
+      registry: agent.metrics.registry,
+      onLearned: (routes) => agent.setLearnedRoutes(routes),
+      gracefulRestart: { restartTimeSec: 120, restarting },
+    });
+    runner.start();
+    logger.info({ restarting }, 'BGP speaker started');
+  }
   // Runs until signalled. Stopping leaves the dataplane in place (a restart must be hitless).
   return await new Promise<number>((resolve) => {
     const stop = (sig: string): void => {
       logger.info({ signal: sig }, 'stopping; dataplane left as it is');
-      void agent
-        .stop()
+      void (runner ? runner.stop({ graceful: true }) : Promise.resolve())
+        .then(() => agent.stop())
         .then(() => store.close())
         .finally(() => resolve(0));
     };

@@ -5,7 +5,6 @@ import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { newBlock } from '../../../ipam/block.js';
 import { affinityFor, blockKey, serializeBlock } from '../../../ipam/model.js';
-import { compileRuleset } from '../../../policy/index.js';
 import { type EtcdStore, openStore } from '../../../store/index.js';
 import { type EtcdInstance, startEtcd } from '../../harness/etcd.js';
 import { isRoot, Netns, vethBetween } from '../../harness/netns.js';
@@ -20,21 +19,7 @@ import {
   waitFor,
 } from './helpers.js';
 
-/** The compiler renders masquerade for a natOutgoing pool (the seam is live only once it does). */
-function compilerRendersNat(): boolean {
-  const rs = compileRuleset({
-    node: 'n',
-    resources: [],
-    pools: [{ cidr: '10.65.0.0/16', natOutgoing: true, disabled: false }],
-  });
-  return JSON.stringify(rs).includes('masquerade');
-}
-
-const skip = !isRoot()
-  ? 'needs root'
-  : !compilerRendersNat()
-    ? 'policy compiler does not render natOutgoing yet'
-    : false;
+const skip = isRoot() ? false : 'needs root';
 
 describe('agent: natOutgoing to an outside namespace', { skip, timeout: 90_000 }, () => {
   let etcd: EtcdInstance;
