@@ -24,6 +24,8 @@ const USAGE = `usage: gingham agent --node NAME [options]
   --log-level LEVEL           trace | debug | info | warn | error (default info)
 `;
 
+const STOP_DEADLINE_MS = 5000;
+
 export async function run(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -133,14 +135,33 @@ export async function run(argv: string[]): Promise<number> {
   }
   // Runs until signalled. Stopping leaves the dataplane in place (a restart must be hitless).
   return await new Promise<number>((resolve) => {
+    let stopping = false;
     const stop = (sig: string): void => {
+      if (stopping) {
+        // A second signal: the operator does not want to wait for the orderly stop.
+        logger.warn({ signal: sig }, 'second signal; exiting now');
+        resolve(1);
+        return;
+      }
+      stopping = true;
       logger.info({ signal: sig }, 'stopping; dataplane left as it is');
+      // Closing watches or the store can wait on an unreachable etcd; the dataplane is left as it
+      // is anyway, so a stop never takes longer than this.
+      const deadline = setTimeout(() => {
+        logger.warn({ afterMs: STOP_DEADLINE_MS }, 'orderly stop did not finish; exiting');
+        resolve(0);
+      }, STOP_DEADLINE_MS);
+      deadline.unref();
       void (runner ? runner.stop({ graceful: true }) : Promise.resolve())
         .then(() => agent.stop())
         .then(() => store.close())
-        .finally(() => resolve(0));
+        .catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'error while stopping'))
+        .finally(() => {
+          clearTimeout(deadline);
+          resolve(0);
+        });
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
   });
 }
