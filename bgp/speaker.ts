@@ -200,6 +200,8 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
   private readonly clock: TimerService;
   private server: net.Server | null = null;
   private dirty: string[] = [];
+  /** Beside each dirty prefix: the id of the source of its new best path ('' when none). */
+  private dirtyFrom: string[] = [];
   private flushScheduled = false;
   private started = false;
   private restarting: boolean;
@@ -684,10 +686,20 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
   private install(p: PeerEntry, src: RouteSource, nlri: Nlri[], attrs: RouteAttrs): void {
     const raw = this.interner.intern(attrs);
     const negotiated = p.session.info?.families ?? [];
-    for (const x of nlri) {
-      if (!negotiated.includes(x.family === 4 ? 'ipv4-unicast' : 'ipv6-unicast')) continue;
-      this.rib.set(src, x.prefix, raw, this.importAttrs(p, src, x.prefix, raw));
+    // One UPDATE carries one family's NLRI per field; check negotiation per family, not per prefix.
+    const has4 = negotiated.includes('ipv4-unicast');
+    const has6 = negotiated.includes('ipv6-unicast');
+    const prefixes: string[] = [];
+    for (const x of nlri) if (x.family === 4 ? has4 : has6) prefixes.push(x.prefix);
+    if (prefixes.length === 0) return;
+    if (p.cfg.importPolicy === undefined) {
+      // Without an import policy the result depends only on the attributes (loop checks): decide
+      // it once for the whole UPDATE.
+      const accepted = this.importAttrs(p, src, prefixes[0]!, raw);
+      this.rib.setMany(src, prefixes, raw, () => accepted);
+      return;
     }
+    this.rib.setMany(src, prefixes, raw, (prefix) => this.importAttrs(p, src, prefix, raw));
   }
 
   private onRouteRefresh(p: PeerEntry, afi: number, safi: number): void {
@@ -709,26 +721,45 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
     if (this.listenerCount('routeChanged') > 0) {
       this.emit('routeChanged', prefix, best.length > 0 ? toBestRoute(prefix, best) : null);
     }
+    // Only peers being exported to care; a peer that comes up later gets a full export anyway.
+    if (!this.exportPeers()) return;
     this.dirty.push(prefix);
+    this.dirtyFrom.push(best[0]?.source.id ?? '');
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
     }
   }
 
+  private exportPeers(): boolean {
+    for (const p of this.peersByAddr.values()) if (p.target) return true;
+    return false;
+  }
+
   private flush(): void {
     this.flushScheduled = false;
     const dirty = this.dirty;
+    const from = this.dirtyFrom;
     this.dirty = [];
+    this.dirtyFrom = [];
     for (const p of this.peersByAddr.values()) {
       if (!p.target) continue;
-      p.pending.pushAll(dirty);
+      // A best path learned from this very peer is never sent back to it (RFC 4271 §9.1.3); if we
+      // have not advertised the prefix to it either, there is nothing to do. That skips the
+      // whole table for the peer a full feed comes from.
+      const self = p.cfg.address;
+      const none = p.adjOut.size === 0;
+      for (let i = 0; i < dirty.length; i++) {
+        const prefix = dirty[i]!;
+        if (from[i] === self && (none || !p.adjOut.has(prefix))) continue;
+        p.pending.push(prefix);
+      }
       this.runExport(p);
     }
   }
 
   private queueFullExport(p: PeerEntry): void {
-    for (const [prefix] of this.rib.bestRoutes()) p.pending.push(prefix);
+    for (const prefix of this.rib.bestPrefixes()) p.pending.push(prefix);
     for (const prefix of p.adjOut.keys()) p.pending.push(prefix);
     this.runExport(p);
   }
@@ -759,7 +790,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
     for (let prefix = p.pending.shift(); prefix !== undefined; prefix = p.pending.shift()) {
       const family = prefixFamily(prefix);
       if (!families.has(family === 4 ? 'ipv4-unicast' : 'ipv6-unicast')) continue;
-      const best = this.rib.best(prefix)[0];
+      const best = this.rib.bestPath(prefix);
       let out: RouteAttrs | null = null;
       if (best?.attrs) {
         // Memoised per (attributes, source, family): interning is the costly part.
@@ -835,10 +866,6 @@ class PrefixQueue {
 
   push(p: string): void {
     this.items.push(p);
-  }
-
-  pushAll(ps: readonly string[]): void {
-    for (const p of ps) this.items.push(p);
   }
 
   shift(): string | undefined {

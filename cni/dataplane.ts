@@ -1,8 +1,12 @@
 // Kernel side of a workload attachment: the veth pair, the container's addresses and routes,
-// the host's /32 (/128) route and proxy-ARP. Driven through iproute2 in batch mode (two execs
-// per ADD): measured cheaper to start than any netlink binding in Node.
+// the host's /32 (/128) route and proxy-ARP. Driven through iproute2 in batch mode (`ip -n` for
+// the container side when it is a named netns): measured cheaper to start than any netlink
+// binding in Node. (Starting them while IPAM runs was tried and measured no faster: Node's
+// spawn blocks the event loop until the child has exec'd, and that is most of an `ip` call.)
 import { spawn } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import { access, writeFile } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import { GINGHAM_ROUTE_PROTOCOL, HOST_SIDE_MAC, WORKLOAD_GATEWAY_V4 } from '../lib/constants.js';
 import { CniCode, CniError } from './errors.js';
 
@@ -44,10 +48,36 @@ function exec(cmd: string, args: string[], input?: string): Promise<ExecResult> 
   });
 }
 
-/** Runs `ip` in the current namespace, or inside `netns` (a path) through nsenter. */
+/** Where `ip -n NAME` looks for NAME (iproute2's NETNS_RUN_DIR), resolved through symlinks. */
+let netnsRunDir: string | null | undefined;
+
+/**
+ * The command that runs `ip ARGS` inside the namespace at path `netns`: `ip -n NAME` when the path
+ * is a named namespace (iproute2 switches itself: one exec, ~7 ms less than nsenter + ip),
+ * else nsenter (any path, e.g. /proc/PID/ns/net).
+ */
+function ipIn(netns: string, args: string[]): [string, string[]] {
+  if (netnsRunDir === undefined) {
+    try {
+      netnsRunDir = realpathSync('/var/run/netns');
+    } catch {
+      netnsRunDir = null;
+    }
+  }
+  const name = basename(netns);
+  let dir: string | null = null;
+  try {
+    dir = realpathSync(dirname(netns));
+  } catch {}
+  if (netnsRunDir !== null && dir === netnsRunDir && /^[\w.-]+$/.test(name) && !name.startsWith('.'))
+    return ['ip', ['-n', name, ...args]];
+  return ['nsenter', [`--net=${netns}`, 'ip', ...args]];
+}
+
+/** Runs `ip` in the current namespace, or inside `netns` (a path). */
 async function ip(args: string[], opts: { netns?: string; input?: string; op: string }): Promise<string> {
   const r = opts.netns
-    ? await exec('nsenter', [`--net=${opts.netns}`, 'ip', ...args], opts.input)
+    ? await exec(...ipIn(opts.netns, args), opts.input)
     : await exec('ip', args, opts.input);
   if (r.code !== 0) throw new DataplaneError(opts.op, r.stderr);
   return r.stdout;
@@ -98,20 +128,44 @@ async function hostSysctls(hostIf: string, v6: boolean, routing: boolean): Promi
   }
 }
 
-/** Creates the veth pair and configures both ends. On failure, removes what it made. */
-export async function attach(s: AttachSpec): Promise<void> {
-  const v6 = s.ipv6.length > 0;
-  // The host side: create the pair (container end straight into the netns under its final name),
-  // bring the host end up, route the workload's addresses to it. One `ip -batch` for IPv4-only;
-  // with IPv6 the host end is brought up only after DAD is off, so that its link-local (the
-  // container's IPv6 gateway) is usable at once.
-  const create = `link add ${s.hostIf} address ${HOST_SIDE_MAC} mtu ${s.mtu} type veth peer name ${s.ifname} address ${s.containerMac} mtu ${s.mtu} netns ${s.netns}`;
+function createLine(s: AttachSpec): string {
+  return `link add ${s.hostIf} address ${HOST_SIDE_MAC} mtu ${s.mtu} type veth peer name ${s.ifname} address ${s.containerMac} mtu ${s.mtu} netns ${s.netns}`;
+}
+
+/** Host side after creation: bring the end up, route the workload's addresses to it. */
+function hostUpLines(s: AttachSpec): string[] {
   const up = [`link set ${s.hostIf} up`];
   if (s.programHostRoutes) {
     for (const a of s.ipv4)
       up.push(`route replace ${a}/32 dev ${s.hostIf} scope link proto ${GINGHAM_ROUTE_PROTOCOL}`);
     for (const a of s.ipv6) up.push(`route replace ${a}/128 dev ${s.hostIf} proto ${GINGHAM_ROUTE_PROTOCOL}`);
   }
+  return up;
+}
+
+/** Container side: addresses, link up, the routes via 169.254.1.1 (and the host's link-local). */
+function containerLines(s: AttachSpec): string[] {
+  const c: string[] = [];
+  for (const a of s.ipv4) c.push(`addr add ${a}/32 dev ${s.ifname}`);
+  for (const a of s.ipv6) c.push(`addr add ${a}/128 dev ${s.ifname} nodad`);
+  c.push(`link set ${s.ifname} up`);
+  if (s.ipv4.length > 0) {
+    c.push(`route add ${WORKLOAD_GATEWAY_V4} dev ${s.ifname} scope link`);
+    c.push(`route add default via ${WORKLOAD_GATEWAY_V4} dev ${s.ifname}`);
+  }
+  if (s.ipv6.length > 0) c.push(`route add default via ${HOST_SIDE_LINK_LOCAL} dev ${s.ifname}`);
+  return c;
+}
+
+/** Creates the veth pair and configures both ends, one step after another. On failure, removes what it made. */
+export async function attach(s: AttachSpec): Promise<void> {
+  const v6 = s.ipv6.length > 0;
+  // The host side: create the pair (container end straight into the netns under its final name),
+  // bring the host end up, route the workload's addresses to it. One `ip -batch` for IPv4-only;
+  // with IPv6 the host end is brought up only after DAD is off, so that its link-local (the
+  // container's IPv6 gateway) is usable at once.
+  const create = createLine(s);
+  const up = hostUpLines(s);
   const first = v6 ? [create] : [create, ...up];
   const op = `creating veth ${s.hostIf}/${s.ifname} in ${s.netns}`;
   try {
@@ -129,18 +183,9 @@ export async function attach(s: AttachSpec): Promise<void> {
   try {
     await hostSysctls(s.hostIf, v6, s.programHostRoutes);
     if (v6) await ip(['-batch', '-'], { input: `${up.join('\n')}\n`, op: `bringing up ${s.hostIf}` });
-    const c: string[] = [];
-    for (const a of s.ipv4) c.push(`addr add ${a}/32 dev ${s.ifname}`);
-    for (const a of s.ipv6) c.push(`addr add ${a}/128 dev ${s.ifname} nodad`);
-    c.push(`link set ${s.ifname} up`);
-    if (s.ipv4.length > 0) {
-      c.push(`route add ${WORKLOAD_GATEWAY_V4} dev ${s.ifname} scope link`);
-      c.push(`route add default via ${WORKLOAD_GATEWAY_V4} dev ${s.ifname}`);
-    }
-    if (v6) c.push(`route add default via ${HOST_SIDE_LINK_LOCAL} dev ${s.ifname}`);
     await ip(['-batch', '-'], {
       netns: s.netns,
-      input: `${c.join('\n')}\n`,
+      input: `${containerLines(s).join('\n')}\n`,
       op: `configuring ${s.ifname} in ${s.netns}`,
     });
   } catch (e) {
@@ -169,7 +214,7 @@ export interface ContainerView {
 
 /** What the container side looks like (CHECK). */
 export async function inspectContainer(netns: string, ifname: string): Promise<ContainerView> {
-  const r = await exec('nsenter', [`--net=${netns}`, 'ip', '-j', 'addr', 'show', 'dev', ifname]);
+  const r = await exec(...ipIn(netns, ['-j', 'addr', 'show', 'dev', ifname]));
   if (r.code !== 0) return { exists: false, addresses: [], routes: [] };
   const links = JSON.parse(r.stdout) as {
     address?: string;
@@ -181,7 +226,7 @@ export async function inspectContainer(netns: string, ifname: string): Promise<C
     .map((a) => `${a.local}/${a.prefixlen}`);
   const routes: ContainerView['routes'] = [];
   for (const fam of ['-4', '-6']) {
-    const rr = await exec('nsenter', [`--net=${netns}`, 'ip', '-j', fam, 'route', 'show', 'dev', ifname]);
+    const rr = await exec(...ipIn(netns, ['-j', fam, 'route', 'show', 'dev', ifname]));
     if (rr.code !== 0) continue;
     for (const x of JSON.parse(rr.stdout || '[]') as { dst: string; gateway?: string }[]) {
       routes.push(x.gateway ? { dst: x.dst, gateway: x.gateway } : { dst: x.dst });

@@ -74,8 +74,11 @@ export async function ipamAdd(conf: NetConf, env: CniEnv, kv: EtcdLite): Promise
   const ipam = ipamSection(conf);
   const alloc = new Allocator(kv, { node: nodeName(conf) });
   const handleId = handleIdFor(conf.name, env.containerId, env.ifname);
-  // Pools, IPAM config and this attachment's handle in one round trip.
-  const [, held] = await Promise.all([alloc.prefetch(), alloc.addressesOf(handleId)]);
+  // Pools, IPAM config, this node's affine blocks and this attachment's handle in one round trip.
+  const families = ([4, 6] as const).filter(
+    (f) => flag(f === 4 ? ipam.assign_ipv4 : ipam.assign_ipv6) !== false,
+  );
+  const [, held] = await Promise.all([alloc.prefetch(families), alloc.addressesOf(handleId)]);
   const want = async (f: 4 | 6, v: boolean | 'auto', restrict?: string[]) => {
     if (v !== 'auto') return v ? 1 : 0;
     return (await alloc.usablePools(f, 'Workload', restrict)).length > 0 ? 1 : 0;

@@ -2,4 +2,4 @@
 // gingham-ipam executable (see cni/plugin.ts for the shebang).
 import { load } from './entry.js';
 
-await load(import.meta.url, './gingham-ipam.bundle.mjs', './ipam-plugin-main.js');
+await load(import.meta.url, './gingham-ipam.bundle.cjs', './ipam-plugin-main.js');

@@ -3,4 +3,4 @@
 // etcd, and loading a CA bundle costs ~40 ms per call.
 import { load } from './entry.js';
 
-await load(import.meta.url, './gingham-cni.bundle.mjs', './plugin-main.js');
+await load(import.meta.url, './gingham-cni.bundle.cjs', './plugin-main.js');

@@ -143,6 +143,8 @@ export class Allocator {
   private config: Promise<IpamConfig> | undefined;
   /** Per family: the affine block the last assignment used (a hint, re-checked on use). */
   private readonly lastBlock = new Map<Family, string>();
+  /** Per family: affine blocks read ahead by prefetch(), for the first attempt of the next assignment. */
+  private readonly prefetchedAffine = new Map<Family, Promise<string[]>>();
 
   constructor(
     private readonly kv: KvClient,
@@ -180,11 +182,18 @@ export class Allocator {
     return out;
   }
 
-  /** Reads pools and the IPAM configuration (concurrently; cached for this Allocator's life). */
-  async prefetch(): Promise<void> {
+  /**
+   * Reads pools and the IPAM configuration (cached for this Allocator's life) and, for the given
+   * families, this node's affine blocks (used once, by the next assignment of that family), all
+   * concurrently: a CNI ADD then needs one round trip fewer. A stale affinity list is harmless:
+   * every block is re-read and checked before use, and commits are compare-and-swap.
+   */
+  async prefetch(affinityFamilies: Family[] = []): Promise<void> {
     this.pools ??= readPools(this.kv);
     this.config ??= readIpamConfig(this.kv);
-    await Promise.all([this.pools, this.config]);
+    for (const f of affinityFamilies)
+      if (!this.prefetchedAffine.has(f)) this.prefetchedAffine.set(f, this.affineBlocks(f));
+    await Promise.all([this.pools, this.config, ...this.prefetchedAffine.values()]);
   }
 
   /** Enabled pools of the family that this node may use for `use`, in name order. */
@@ -311,7 +320,9 @@ export class Allocator {
         }
         this.lastBlock.delete(family);
       }
-      const affine = (await this.affineBlocks(family)).filter(inPools);
+      const pre = attempt === 0 ? this.prefetchedAffine.get(family) : undefined;
+      this.prefetchedAffine.delete(family);
+      const affine = (await (pre ?? this.affineBlocks(family))).filter(inPools);
       let progressed = false;
       let conflicted = false;
       for (const cidr of affine) {

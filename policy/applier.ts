@@ -3,7 +3,9 @@
 //
 // - First apply, and every resync: full atomic replace (`add table; delete table; add table; …`).
 // - Otherwise: only the difference against the last applied ruleset (diff.ts).
-// - nft 1.0.6 cannot read a Node pipe as stdin (deps.md §3): the JSON goes through a temp file.
+// - nft 1.0.6 cannot read a Node pipe as stdin (deps.md §3): a full replace goes through a temp file.
+// - Incremental transactions go, one JSON line each, to a persistent `nft -j -i` (session.ts): no
+//   process start, a warm cache — a few ms for a set-element change instead of ~50–100 ms.
 // - A failed transaction changes nothing (nft transactions are atomic): the previous ruleset stays in
 //   force. An incremental failure is retried once, then the whole table is rebuilt in one transaction.
 //   If that fails too the error is thrown and the old ruleset is still in place — never an open one.
@@ -14,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type DiffSummary, diffRulesets } from './diff.js';
 import { fullReplaceCommands, type NftCommand, type NftRuleset } from './nft.js';
+import { NftSession } from './session.js';
 
 export class NftError extends Error {
   constructor(
@@ -36,6 +39,11 @@ export interface NftApplierOptions {
   prefix?: string[];
   /** Incremental attempts before the full rebuild (default 2). */
   attempts?: number;
+  /**
+   * Send incremental transactions to one persistent `nft -j -i` process (session.ts) instead of
+   * spawning nft per transaction: a few ms instead of tens (default true).
+   */
+  session?: boolean;
   /** Called for notable events (retry, rebuild). */
   onEvent?: (event: string, detail: Record<string, unknown>) => void;
 }
@@ -61,12 +69,14 @@ export class NftApplier {
   private readonly attempts: number;
   private last: NftRuleset | null = null;
   private desired: NftRuleset | null = null;
+  private readonly session: NftSession | null;
 
   constructor(private readonly opts: NftApplierOptions = {}) {
     this.nft = opts.nft ?? 'nft';
     this.table = opts.table ?? 'gingham';
     this.prefix = opts.prefix ?? [];
     this.attempts = Math.max(1, opts.attempts ?? 2);
+    this.session = opts.session === false ? null : new NftSession({ nft: this.nft, prefix: this.prefix });
   }
 
   /** The ruleset last put into the kernel successfully (null before the first apply). */
@@ -100,7 +110,7 @@ export class NftApplier {
     let lastErr: unknown;
     for (let i = 0; i < this.attempts; i++) {
       try {
-        await this.transaction(d.commands, 'incremental update');
+        await this.incremental(d.commands);
         this.last = rs;
         return {
           mode: 'incremental',
@@ -173,8 +183,24 @@ export class NftApplier {
     }
   }
 
-  /** Nothing to release today (temp files live only during a transaction); kept for callers. */
-  close(): void {}
+  /**
+   * One transaction through the persistent session when there is one (a session that died is
+   * restarted by the next call), else through a spawned nft.
+   */
+  async incremental(cmds: NftCommand[], operation = 'incremental update'): Promise<void> {
+    if (!this.session) return this.transaction(cmds, operation);
+    try {
+      await this.session.transaction(cmds, operation);
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      throw new NftError(operation, null, msg, cmds.length);
+    }
+  }
+
+  /** Ends the persistent nft session, if any (temp files live only during a transaction). */
+  close(): void {
+    this.session?.close();
+  }
 
   private checkTable(rs: NftRuleset): void {
     if (rs.table !== this.table)

@@ -143,12 +143,23 @@ export class CompileCache {
     const sig = JSON.stringify([...m.namespaces]);
     if (sig !== this.namespacesSig) this.clear();
     else if (m.objects.length !== this.objects.length || !m.objects.every((o, i) => o === this.objects[i])) {
-      const before = new Set(this.objects);
-      const after = new Set(m.objects);
-      const changed = [
-        ...this.objects.filter((o) => !after.has(o)),
-        ...m.objects.filter((o) => !before.has(o)),
-      ];
+      // Only the window between the common head and the common tail can differ (objects are unique
+      // in each list): no 100k-entry Sets per compile when one endpoint came or went.
+      const a = this.objects;
+      const b = m.objects;
+      let i = 0;
+      while (i < a.length && i < b.length && a[i] === b[i]) i++;
+      let ja = a.length;
+      let jb = b.length;
+      while (ja > i && jb > i && a[ja - 1] === b[jb - 1]) {
+        ja--;
+        jb--;
+      }
+      const oldW = a.slice(i, ja);
+      const newW = b.slice(i, jb);
+      const before = new Set(oldW);
+      const after = new Set(newW);
+      const changed = [...oldW.filter((o) => !after.has(o)), ...newW.filter((o) => !before.has(o))];
       if (changed.length > 256) this.clear();
       else if (changed.length > 0) {
         for (const [key, em] of this.matches) {

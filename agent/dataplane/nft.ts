@@ -26,18 +26,84 @@ type Obj = Record<string, unknown>;
 
 /**
  * A WorkloadEndpoint reduced to what policy needs (labels, addresses, ports, profiles): with 100k
- * remote endpoints the agent keeps ~5× less than the full resource.
+ * remote endpoints the agent keeps ~5× less than the full resource. Given this node's name, another
+ * node's endpoint also loses its interface and pod names: only local endpoints get chains.
  */
-export function slimEndpoint(r: Resource): Resource {
+export function slimEndpoint(r: Resource, localNode?: string): Resource {
   const s = (r.spec ?? {}) as Obj;
   const spec: Obj = { node: s.node, ipNetworks: s.ipNetworks };
+  const remote = localNode !== undefined && s.node !== localNode;
   for (const k of ['interfaceName', 'profiles', 'ports', 'serviceAccountName', 'pod', 'workload']) {
+    if (remote && (k === 'interfaceName' || k === 'pod' || k === 'workload')) continue;
     if (s[k] !== undefined) spec[k] = s[k];
   }
   const metadata: Resource['metadata'] = { name: r.metadata.name };
   if (r.metadata.namespace !== undefined) metadata.namespace = r.metadata.namespace;
   if (r.metadata.labels !== undefined) metadata.labels = r.metadata.labels;
   return { apiVersion: r.apiVersion, kind: r.kind, metadata, spec };
+}
+
+/**
+ * Shares equal strings, label maps and profile lists between the endpoints the policy worker keeps:
+ * a structured-clone copy (postMessage) gives every endpoint its own "projectcalico.org/v3", its own
+ * node name, its own `{app: "web"}`. Bounded: past `limit` entries it starts over (sharing is only
+ * an optimisation; nothing depends on identity).
+ */
+export class Interner {
+  private strings = new Map<string, string>();
+  private records = new Map<string, Readonly<Record<string, string>>>();
+  private lists = new Map<string, readonly string[]>();
+
+  constructor(private readonly limit = 200_000) {}
+
+  str<T extends string | undefined>(s: T): T {
+    if (s === undefined) return s;
+    const hit = this.strings.get(s);
+    if (hit !== undefined) return hit as T;
+    if (this.strings.size >= this.limit) this.strings.clear();
+    this.strings.set(s, s);
+    return s;
+  }
+
+  labels(l: Record<string, string> | undefined): Record<string, string> | undefined {
+    if (l === undefined) return l;
+    const key = JSON.stringify(l);
+    const hit = this.records.get(key);
+    if (hit) return hit as Record<string, string>;
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(l)) out[this.str(k)] = this.str(v);
+    // not frozen: a frozen object gets a map of its own in V8, which costs more than it guards
+    if (this.records.size >= this.limit) this.records.clear();
+    this.records.set(this.str(key), out);
+    return out;
+  }
+
+  list(l: unknown): unknown {
+    if (!Array.isArray(l) || !l.every((x) => typeof x === 'string')) return l;
+    const key = l.join('\u0000');
+    const hit = this.lists.get(key);
+    if (hit) return hit;
+    const out = l.map((x: string) => this.str(x));
+    if (this.lists.size >= this.limit) this.lists.clear();
+    this.lists.set(key, out);
+    return out;
+  }
+
+  /** A slim endpoint (slimEndpoint) rebuilt from shared pieces. */
+  endpoint(r: Resource): Resource {
+    const s = (r.spec ?? {}) as Obj;
+    const spec: Obj = {};
+    for (const [k, v] of Object.entries(s)) {
+      if (k === 'node' || k === 'serviceAccountName') spec[k] = this.str(v as string | undefined);
+      else if (k === 'profiles') spec[k] = this.list(v);
+      else spec[k] = v;
+    }
+    const metadata: Resource['metadata'] = { name: r.metadata.name };
+    if (r.metadata.namespace !== undefined) metadata.namespace = this.str(r.metadata.namespace);
+    const labels = this.labels(r.metadata.labels);
+    if (labels !== undefined) metadata.labels = labels;
+    return { apiVersion: this.str(r.apiVersion), kind: this.str(r.kind), metadata, spec };
+  }
 }
 
 export interface NftSeamHooks {
@@ -47,6 +113,7 @@ export interface NftSeamHooks {
 
 export class PolicyDataplane {
   private readonly resources = new Map<string, Resource>();
+  private readonly interner = new Interner();
   private pools: PoolInput[] = [];
   private running = false;
   private again = false;
@@ -74,7 +141,10 @@ export class PolicyDataplane {
         changed =
           this.resources.delete(PolicyDataplane.key(ev.kind, ev.key.name, ev.key.namespace)) || changed;
       } else {
-        const r = ev.kind === 'WorkloadEndpoint' ? slimEndpoint(ev.resource) : ev.resource;
+        const r =
+          ev.kind === 'WorkloadEndpoint'
+            ? this.interner.endpoint(slimEndpoint(ev.resource, this.node))
+            : ev.resource;
         this.resources.set(PolicyDataplane.key(ev.kind, r.metadata.name, r.metadata.namespace), r);
         changed = true;
       }
@@ -127,6 +197,7 @@ export class PolicyDataplane {
 
   close(): void {
     if (this.retry) clearTimeout(this.retry);
+    this.applier?.close(); // ends the persistent nft session
   }
 }
 
@@ -136,10 +207,12 @@ export class PolicyDataplane {
  */
 export class PolicyWorker {
   private readonly worker: Worker;
+  private readonly node: string;
 
   constructor(node: string, logLevel: string, hooks: NftSeamHooks) {
     // Built, the worker is nft-worker.js next to this file. Under tsx (sources), loader hooks are
     // not inherited by workers: a tiny bootstrap registers tsx in the worker, then loads the .ts.
+    this.node = node;
     const workerData = { node, logLevel };
     if (import.meta.url.endsWith('.ts')) {
       const target = new URL('./nft-worker.ts', import.meta.url).href;
@@ -162,7 +235,7 @@ export class PolicyWorker {
       if (ev.kind !== 'WorkloadEndpoint' && !POLICY_KINDS.includes(ev.kind)) continue;
       relevant.push(
         ev.type !== 'deleted' && ev.kind === 'WorkloadEndpoint'
-          ? { ...ev, resource: slimEndpoint(ev.resource) }
+          ? { ...ev, resource: slimEndpoint(ev.resource, this.node) }
           : ev.type === 'deleted'
             ? { ...ev, previous: null }
             : ev,

@@ -1,7 +1,8 @@
 // Adj-RIB-In and Loc-RIB in one table: each destination holds every peer's path for it (the
 // peer's Adj-RIB-In entry, pre-policy attributes kept beside the accepted ones) and the selected
-// best path(s). One Map keyed by canonical prefix text; paths and attribute sets are shared
-// objects, so a route costs one map entry, one small destination and one path object.
+// best path(s). One Map keyed by canonical prefix text; attribute sets are shared (interned)
+// objects, and a destination with a single path is that path itself, so the common route costs
+// one map entry and one small path object.
 import type { RouteAttrs } from './attrs.js';
 import { selectBest } from './decision.js';
 import type { RouteSource } from './source.js';
@@ -12,16 +13,30 @@ export interface Path {
   readonly raw: RouteAttrs;
   /** After import policy and loop checks; null = not eligible (rejected). */
   readonly attrs: RouteAttrs | null;
-  /** Graceful restart: kept from a restarting peer until End-of-RIB or the restart timer. */
-  stale: boolean;
+  /**
+   * Graceful restart: kept from a restarting peer until End-of-RIB or the restart timer.
+   * Path objects are shared by every prefix learned with the same (source, attributes) — one
+   * per UPDATE rather than one per route — so this is never flipped in place: the table swaps
+   * in a private stale copy instead.
+   */
+  readonly stale: boolean;
 }
 
-interface Dest {
-  paths: Path[];
-  /** The best path; with ECMP its equal-cost siblings follow in `siblings`. */
-  best: Path | null;
-  siblings: Path[] | null;
+/**
+ * A destination several sources have a path for. The common case — one path — is stored as the
+ * bare Path instead (no Dest, no array): at a million routes that is most of the table's memory
+ * and allocation, and with one path the decision process is trivial (best = it, if eligible).
+ */
+class Dest {
+  constructor(
+    public paths: Path[],
+    /** The best path; with ECMP its equal-cost siblings follow in `siblings`. */
+    public best: Path | null,
+    public siblings: Path[] | null,
+  ) {}
 }
+
+type Entry = Path | Dest;
 
 const NO_BEST: readonly Path[] = Object.freeze([]);
 
@@ -33,10 +48,12 @@ export interface SourceCounts {
 }
 
 export class Rib {
-  private readonly dests = new Map<string, Dest>();
+  private readonly dests = new Map<string, Entry>();
   private readonly counts = new Map<string, SourceCounts>();
   /** Destinations with a best path (the Loc-RIB's size). */
   bestCount = 0;
+  /** The last non-stale path made: a run of prefixes from one UPDATE shares it. */
+  private lastPath: Path | null = null;
 
   constructor(
     private readonly opts: { ecmp: boolean },
@@ -45,23 +62,74 @@ export class Rib {
 
   /** Installs or replaces `source`'s path for `prefix`. */
   set(source: RouteSource, prefix: string, raw: RouteAttrs, attrs: RouteAttrs | null): void {
+    this.setWith(source, prefix, raw, attrs, this.countsOf(source.id));
+  }
+
+  /**
+   * Installs one source's paths for many prefixes sharing one attribute set (one UPDATE's NLRI):
+   * the counters are looked up once. `attrsOf` gives the post-import attributes per prefix.
+   */
+  setMany(
+    source: RouteSource,
+    prefixes: readonly string[],
+    raw: RouteAttrs,
+    attrsOf: (prefix: string) => RouteAttrs | null,
+  ): void {
     const c = this.countsOf(source.id);
-    const path: Path = { source, raw, attrs, stale: false };
-    let d = this.dests.get(prefix);
-    if (!d) {
-      // An exact-size array: push() onto [] would reserve room for 17 paths.
-      d = { paths: [path], best: null, siblings: null };
+    for (const prefix of prefixes) this.setWith(source, prefix, raw, attrsOf(prefix), c);
+  }
+
+  private setWith(
+    source: RouteSource,
+    prefix: string,
+    raw: RouteAttrs,
+    attrs: RouteAttrs | null,
+    c: SourceCounts,
+  ): void {
+    const e = this.dests.get(prefix);
+    if (e === undefined) {
+      const path = this.pathFor(source, raw, attrs);
+      this.dests.set(prefix, path);
+      c.received++;
+      if (attrs !== null) {
+        c.accepted++;
+        this.bestCount++;
+        this.onBestChange(prefix, [path]);
+      }
+      return;
+    }
+    if (!(e instanceof Dest)) {
+      if (e.source.id === source.id) {
+        if (e.raw === raw && e.attrs === attrs) {
+          // Re-learned after a graceful restart: same route, no churn.
+          if (e.stale) this.dests.set(prefix, this.pathFor(source, raw, attrs));
+          return;
+        }
+        const path = this.pathFor(source, raw, attrs);
+        this.dests.set(prefix, path);
+        if (e.attrs !== null) c.accepted--;
+        if (attrs !== null) c.accepted++;
+        this.bestCount += (attrs !== null ? 1 : 0) - (e.attrs !== null ? 1 : 0);
+        // One source: the best changes exactly when its eligible attributes do.
+        if (e.attrs !== attrs) this.onBestChange(prefix, attrs !== null ? [path] : NO_BEST);
+        return;
+      }
+      // A second source: from here on a full destination with the decision process.
+      const path = this.pathFor(source, raw, attrs);
+      const d = new Dest([e, path], e.attrs !== null ? e : null, null);
       this.dests.set(prefix, d);
       c.received++;
       if (attrs !== null) c.accepted++;
       this.reselect(prefix, d);
       return;
     }
+    const d = e;
+    const path = this.pathFor(source, raw, attrs);
     const i = d.paths.findIndex((p) => p.source.id === source.id);
     if (i >= 0) {
       const old = d.paths[i]!;
       if (old.raw === raw && old.attrs === attrs) {
-        old.stale = false; // re-learned after a graceful restart: same route, no churn
+        if (old.stale) replaceIn(d, i, path);
         return;
       }
       if (old.attrs !== null) c.accepted--;
@@ -76,8 +144,21 @@ export class Rib {
 
   /** Removes `source`'s path for `prefix`; false when it had none. */
   remove(sourceId: string, prefix: string): boolean {
-    const d = this.dests.get(prefix);
-    if (!d) return false;
+    const e = this.dests.get(prefix);
+    if (e === undefined) return false;
+    if (!(e instanceof Dest)) {
+      if (e.source.id !== sourceId) return false;
+      const c = this.countsOf(sourceId);
+      c.received--;
+      this.dests.delete(prefix);
+      if (e.attrs !== null) {
+        c.accepted--;
+        this.bestCount--;
+        this.onBestChange(prefix, NO_BEST);
+      }
+      return true;
+    }
+    const d = e;
     const i = d.paths.findIndex((p) => p.source.id === sourceId);
     if (i < 0) return false;
     const c = this.countsOf(sourceId);
@@ -86,14 +167,15 @@ export class Rib {
     d.paths.splice(i, 1);
     this.reselect(prefix, d);
     if (d.paths.length === 0) this.dests.delete(prefix);
+    else if (d.paths.length === 1) this.dests.set(prefix, d.paths[0]!); // back to the compact form
     return true;
   }
 
   /** Removes every path of a source matching `filter` (all of them by default); returns how many. */
   removeSource(sourceId: string, filter?: (prefix: string, p: Path) => boolean): number {
     let n = 0;
-    for (const [prefix, d] of this.dests) {
-      const p = d.paths.find((x) => x.source.id === sourceId);
+    for (const [prefix, e] of this.dests) {
+      const p = pathOf(e, sourceId);
       if (p && (!filter || filter(prefix, p)) && this.remove(sourceId, prefix)) n++;
     }
     if (!filter) this.counts.delete(sourceId);
@@ -103,13 +185,19 @@ export class Rib {
   /** Graceful restart helper: marks a source's paths (optionally of some prefixes only) stale. */
   markStale(sourceId: string, filter?: (prefix: string) => boolean): number {
     let n = 0;
-    for (const [prefix, d] of this.dests) {
-      for (const p of d.paths) {
-        if (p.source.id === sourceId && (!filter || filter(prefix))) {
-          p.stale = true;
-          n++;
-        }
+    for (const [prefix, e] of this.dests) {
+      if (filter && !filter(prefix)) continue;
+      if (!(e instanceof Dest)) {
+        if (e.source.id !== sourceId) continue;
+        if (!e.stale) this.dests.set(prefix, { ...e, stale: true });
+        n++;
+        continue;
       }
+      const i = e.paths.findIndex((x) => x.source.id === sourceId);
+      if (i < 0) continue;
+      const p = e.paths[i]!;
+      if (!p.stale) replaceIn(e, i, { ...p, stale: true });
+      n++;
     }
     return n;
   }
@@ -121,30 +209,50 @@ export class Rib {
 
   /** Re-runs import for every path of a source (policy changed): `reimport(prefix, raw)` gives new attrs. */
   reimport(sourceId: string, reimport: (prefix: string, raw: RouteAttrs) => RouteAttrs | null): void {
-    for (const [prefix, d] of this.dests) {
-      const p = d.paths.find((x) => x.source.id === sourceId);
+    for (const [prefix, e] of this.dests) {
+      const p = pathOf(e, sourceId);
       if (p) this.set(p.source, prefix, p.raw, reimport(prefix, p.raw));
     }
   }
 
   best(prefix: string): readonly Path[] {
-    const d = this.dests.get(prefix);
-    return d ? bestOf(d) : NO_BEST;
+    const e = this.dests.get(prefix);
+    return e === undefined ? NO_BEST : bestOf(e);
+  }
+
+  /** The first best path alone (no array): the export loop's question. */
+  bestPath(prefix: string): Path | null {
+    const e = this.dests.get(prefix);
+    if (e === undefined) return null;
+    if (e instanceof Dest) return e.best;
+    return e.attrs !== null ? e : null;
   }
 
   paths(prefix: string): readonly Path[] {
-    return this.dests.get(prefix)?.paths ?? NO_BEST;
+    const e = this.dests.get(prefix);
+    if (e === undefined) return NO_BEST;
+    return e instanceof Dest ? e.paths : [e];
   }
 
   /** Loc-RIB: every destination with a best path. */
   *bestRoutes(): IterableIterator<[string, readonly Path[]]> {
-    for (const [prefix, d] of this.dests) if (d.best) yield [prefix, bestOf(d)];
+    for (const [prefix, e] of this.dests) {
+      const b = bestOf(e);
+      if (b.length > 0) yield [prefix, b];
+    }
+  }
+
+  /** Prefixes of every destination with a best path (no per-route arrays). */
+  *bestPrefixes(): IterableIterator<string> {
+    for (const [prefix, e] of this.dests) {
+      if (e instanceof Dest ? e.best !== null : e.attrs !== null) yield prefix;
+    }
   }
 
   /** A source's Adj-RIB-In. */
   *adjRibIn(sourceId: string): IterableIterator<[string, Path]> {
-    for (const [prefix, d] of this.dests) {
-      const p = d.paths.find((x) => x.source.id === sourceId);
+    for (const [prefix, e] of this.dests) {
+      const p = pathOf(e, sourceId);
       if (p) yield [prefix, p];
     }
   }
@@ -162,9 +270,18 @@ export class Rib {
     return this.dests.size;
   }
 
+  /** A non-stale path for (source, raw, attrs), shared with the previous prefix when they match. */
+  private pathFor(source: RouteSource, raw: RouteAttrs, attrs: RouteAttrs | null): Path {
+    const l = this.lastPath;
+    if (l !== null && l.source === source && l.raw === raw && l.attrs === attrs) return l;
+    const p: Path = { source, raw, attrs, stale: false };
+    this.lastPath = p;
+    return p;
+  }
+
   private reselect(prefix: string, d: Dest): void {
     const best = d.paths.length === 0 ? NO_BEST : selectBest(d.paths, this.opts.ecmp);
-    const changed = !sameBest(best, bestOf(d));
+    const changed = !sameBest(best, destBest(d));
     this.bestCount += (best.length > 0 ? 1 : 0) - (d.best ? 1 : 0);
     d.best = best[0] ?? null;
     d.siblings = best.length > 1 ? best.slice(1) : null;
@@ -172,7 +289,25 @@ export class Rib {
   }
 }
 
-function bestOf(d: Dest): readonly Path[] {
+/** Swaps paths[i] for an equivalent path object (only `stale` differs), keeping best/siblings pointing at it. */
+function replaceIn(d: Dest, i: number, next: Path): void {
+  const old = d.paths[i]!;
+  d.paths[i] = next;
+  if (d.best === old) d.best = next;
+  if (d.siblings) d.siblings = d.siblings.map((x) => (x === old ? next : x));
+}
+
+function pathOf(e: Entry, sourceId: string): Path | undefined {
+  if (e instanceof Dest) return e.paths.find((x) => x.source.id === sourceId);
+  return e.source.id === sourceId ? e : undefined;
+}
+
+function bestOf(e: Entry): readonly Path[] {
+  if (e instanceof Dest) return destBest(e);
+  return e.attrs !== null ? [e] : NO_BEST;
+}
+
+function destBest(d: Dest): readonly Path[] {
   if (!d.best) return NO_BEST;
   return d.siblings ? [d.best, ...d.siblings] : [d.best];
 }

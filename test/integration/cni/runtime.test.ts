@@ -280,7 +280,9 @@ describe('gingham-cni with other plugins and runtimes', { skip, timeout: 150_000
     });
     assert.equal(gc.code, 0, gc.stdout);
     // Veths whose ADD died before the endpoint was written: the runtime removes the netns.
+    // The kernel tears a deleted netns (and the veth pairs with an end in it) down asynchronously.
     for (const { ns } of ids.slice(4)) ns.destroy();
+    for (let i = 0; i < 100 && hostLinks().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
     assert.deepEqual(hostLinks(), [], `veths left (had ${leftovers} leftovers before cleanup)`);
     const snap = await loadSnapshot(etcd.kv);
     assert.deepEqual(snap.handles, []);

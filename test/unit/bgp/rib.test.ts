@@ -195,6 +195,39 @@ describe('Rib', () => {
     assert.equal(rib.paths('fd00::/64')[0]!.stale, true, 'other family waits for its own End-of-RIB');
   });
 
+  it('prefixes learned together share one path object; marking some stale leaves the others fresh', () => {
+    const changes: string[] = [];
+    const rib = new Rib({ ecmp: false }, (p, best) =>
+      changes.push(`${p}:${best.map((x) => `${x.source.id}${x.stale ? '(stale)' : ''}`).join(',')}`),
+    );
+    const s1 = ibgp(1);
+    const s2 = ibgp(2);
+    const a = attrs();
+    const worse = attrs({ asPath: seq(1, 2, 3) });
+    rib.setMany(s1, ['10.2.0.0/26', '10.2.0.64/26', '10.2.0.128/26'], a, () => a);
+    assert.equal(rib.paths('10.2.0.0/26')[0], rib.paths('10.2.0.64/26')[0], 'one shared path');
+    rib.set(s2, '10.2.0.64/26', worse, worse); // a second, worse path: a full destination
+    assert.equal(
+      rib.markStale('192.0.2.1', (p) => p !== '10.2.0.128/26'),
+      2,
+    );
+    assert.equal(rib.paths('10.2.0.0/26')[0]!.stale, true);
+    assert.equal(rib.best('10.2.0.64/26')[0]!.stale, true, 'the best pointer follows the stale copy');
+    assert.equal(rib.paths('10.2.0.128/26')[0]!.stale, false, 'unmarked prefix untouched');
+    changes.length = 0;
+    rib.set(s1, '10.2.0.0/26', a, a); // re-learned: fresh again, no churn
+    assert.equal(rib.paths('10.2.0.0/26')[0]!.stale, false);
+    assert.equal(rib.sweepStale('192.0.2.1'), 1);
+    assert.deepEqual(changes, ['10.2.0.64/26:192.0.2.2']);
+    assert.equal(rib.paths('10.2.0.64/26').length, 1, 'back to one path');
+    assert.equal(rib.bestCount, 3);
+    assert.deepEqual(rib.countsOf('192.0.2.1'), { received: 2, accepted: 2 });
+    assert.equal(rib.remove('192.0.2.2', '10.2.0.64/26'), true);
+    assert.equal(changes.at(-1), '10.2.0.64/26:');
+    assert.equal(rib.bestCount, 2);
+    assert.deepEqual([...rib.bestPrefixes()].sort(), ['10.2.0.0/26', '10.2.0.128/26']);
+  });
+
   it('interning shares equal attribute sets', () => {
     const i = new AttrInterner();
     const x = i.intern(attrs({ communities: [1, 2] }));
