@@ -144,6 +144,24 @@ function start(d: FsmData, cfg: FsmConfig): FsmResult {
 
 const fsmError = (): Notification => ({ code: ErrorCode.FsmError, subcode: 0 });
 
+// Transitions that OpenSent, OpenConfirm and Established share (RFC 4271 §8.2.2).
+const holdTimerExpired = (d: FsmData, cfg: FsmConfig): FsmResult =>
+  toIdle(d, cfg, 'hold timer expired', {
+    error: true,
+    notify: { code: ErrorCode.HoldTimerExpired, subcode: 0 },
+  });
+
+const collisionDump = (d: FsmData, cfg: FsmConfig): FsmResult =>
+  toIdle(d, cfg, 'connection collision', {
+    error: false,
+    notify: { code: ErrorCode.Cease, subcode: CeaseSubcode.ConnectionCollisionResolution },
+  });
+
+const keepaliveTick = (d: FsmData, cfg: FsmConfig): FsmAction[] => [
+  { type: 'sendKeepalive' },
+  { type: 'startTimer', timer: 'keepalive', seconds: keepaliveInterval(d.holdTimeSec, cfg) },
+];
+
 export function fsmStep(d: FsmData, ev: FsmEvent, cfg: FsmConfig): FsmResult {
   const same = (actions: FsmAction[] = []): FsmResult => ({ data: d, actions });
   if (ev.type === 'ManualStop') {
@@ -239,10 +257,7 @@ export function fsmStep(d: FsmData, ev: FsmEvent, cfg: FsmConfig): FsmResult {
         case 'NotifMsg':
           return toIdle(d, cfg, 'NOTIFICATION received', { error: true });
         case 'OpenCollisionDump':
-          return toIdle(d, cfg, 'connection collision', {
-            error: false,
-            notify: { code: ErrorCode.Cease, subcode: CeaseSubcode.ConnectionCollisionResolution },
-          });
+          return collisionDump(d, cfg);
         case 'ManualStart':
         case 'IdleHoldTimerExpires':
         case 'ConnectRetryTimerExpires':
@@ -257,15 +272,9 @@ export function fsmStep(d: FsmData, ev: FsmEvent, cfg: FsmConfig): FsmResult {
     case 'OpenConfirm':
       switch (ev.type) {
         case 'HoldTimerExpires':
-          return toIdle(d, cfg, 'hold timer expired', {
-            error: true,
-            notify: { code: ErrorCode.HoldTimerExpired, subcode: 0 },
-          });
+          return holdTimerExpired(d, cfg);
         case 'KeepaliveTimerExpires':
-          return same([
-            { type: 'sendKeepalive' },
-            { type: 'startTimer', timer: 'keepalive', seconds: keepaliveInterval(d.holdTimeSec, cfg) },
-          ]);
+          return same(keepaliveTick(d, cfg));
         case 'KeepAliveMsg':
           return {
             data: { ...d, state: 'Established' },
@@ -284,10 +293,7 @@ export function fsmStep(d: FsmData, ev: FsmEvent, cfg: FsmConfig): FsmResult {
         case 'MessageError':
           return toIdle(d, cfg, describe(ev.notification), { error: true, notify: ev.notification });
         case 'OpenCollisionDump':
-          return toIdle(d, cfg, 'connection collision', {
-            error: false,
-            notify: { code: ErrorCode.Cease, subcode: CeaseSubcode.ConnectionCollisionResolution },
-          });
+          return collisionDump(d, cfg);
         case 'CollisionWon':
           return {
             data: { ...d, holdTimeSec: ev.holdTime },
@@ -314,15 +320,9 @@ export function fsmStep(d: FsmData, ev: FsmEvent, cfg: FsmConfig): FsmResult {
     case 'Established':
       switch (ev.type) {
         case 'HoldTimerExpires':
-          return toIdle(d, cfg, 'hold timer expired', {
-            error: true,
-            notify: { code: ErrorCode.HoldTimerExpired, subcode: 0 },
-          });
+          return holdTimerExpired(d, cfg);
         case 'KeepaliveTimerExpires':
-          return same([
-            { type: 'sendKeepalive' },
-            { type: 'startTimer', timer: 'keepalive', seconds: keepaliveInterval(d.holdTimeSec, cfg) },
-          ]);
+          return same(keepaliveTick(d, cfg));
         case 'KeepAliveMsg':
         case 'UpdateMsg':
         case 'RouteRefreshMsg':
