@@ -48,6 +48,7 @@ import { Dataplane } from './dataplane/index.js';
 import { ipipSupported, isOwnedLink } from './dataplane/links.js';
 import { LinkMonitor } from './dataplane/monitor.js';
 import { POLICY_KINDS, PolicyWorker } from './dataplane/nft.js';
+import type { KernelRoute } from './dataplane/routes.js';
 import { serve } from './http.js';
 import { AgentMetrics } from './metrics.js';
 
@@ -75,6 +76,17 @@ export interface AgentOptions {
   logLevel?: string;
   /** Overrides FelixConfiguration routeRefreshInterval (tests). */
   routeRefreshMs?: number;
+  /**
+   * After a restart with BGP on: keep the gateway routes of ours already in the kernel (learned
+   * before the restart) until BGP has re-learned its routes (releaseLearnedRoutes), so a restart
+   * does not delete and re-add them (RFC 4724: forwarding state is retained while restarting).
+   */
+  holdLearnedRoutes?: boolean;
+}
+
+/** A route via a gateway (learned, static or tunnel), as opposed to a local or blackhole route. */
+export function isGatewayRoute(r: KernelRoute): boolean {
+  return r.type === 'unicast' && (r.via !== undefined || (r.multipath?.length ?? 0) > 0);
 }
 
 /** Deterministic locally administered VTEP MAC: stable across restarts without stored state. */
@@ -104,6 +116,7 @@ export class Agent {
   private readonly blocks = new Map<string, BlockInput>();
   private readonly felix = new Map<string, unknown>();
   private learned: LearnedRoute[] = [];
+  private holdLearned: boolean;
   private uplink4: HostAddress | null = null;
   private uplink6: HostAddress | null = null;
   private readonly ipipOk = ipipSupported();
@@ -137,6 +150,7 @@ export class Agent {
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.logger;
     this.store = opts.store;
+    this.holdLearned = opts.holdLearnedRoutes ?? false;
     this.dataplane = new Dataplane({
       onSocketReset: (why) => {
         this.log.warn({ err: why.message }, 'netlink socket reset; full resync');
@@ -178,6 +192,14 @@ export class Agent {
   /** The BGP seam: the speaker hands over its best routes; they become kernel routes. */
   setLearnedRoutes(routes: LearnedRoute[]): void {
     this.learned = routes;
+    this.schedule({});
+  }
+
+  /** BGP has re-learned its routes after a restart: routes no longer desired may now go. */
+  releaseLearnedRoutes(): void {
+    if (!this.holdLearned) return;
+    this.holdLearned = false;
+    this.log.info('BGP routes re-learned; stale learned routes may now be removed');
     this.schedule({});
   }
 
@@ -563,7 +585,12 @@ export class Agent {
       const desired = computeDesired(this.calcInput(), this.calcCache);
       const calcMs = performance.now() - tCalc;
       this.lastDesired = desired;
-      const report = await this.dataplane.apply(desired, { full, linksChanged: links, ipipOk: this.ipipOk });
+      const report = await this.dataplane.apply(desired, {
+        full,
+        linksChanged: links,
+        ipipOk: this.ipipOk,
+        keepRoute: this.holdLearned ? isGatewayRoute : undefined,
+      });
       const seconds = report.durationMs / 1000;
       this.metrics.applyDuration.observe(seconds);
       if (full) this.metrics.resyncDuration.observe(seconds);

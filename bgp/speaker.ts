@@ -146,6 +146,8 @@ export interface SpeakerEvents {
   routeChanged: [prefix: string, best: BestRoute | null];
   peerState: [address: string, from: FsmState, to: FsmState];
   endOfRib: [address: string, family: FamilyName];
+  /** A restarting speaker's route selection deferral ended (RFC 4724 §4.1): End-of-RIB from all, or the timer. */
+  selectionDeferralOver: [why: string];
 }
 
 export class SpeakerConfigError extends Error {
@@ -591,6 +593,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
     if (this.deferTimer !== undefined) this.clock.clear(this.deferTimer);
     this.deferTimer = undefined;
     this.log.info({ why }, 'graceful restart: route selection deferral over, advertising');
+    this.emit('selectionDeferralOver', why);
     for (const p of this.peersByAddr.values()) if (p.target) this.runExport(p);
   }
 

@@ -52,6 +52,11 @@ export interface BgpRunnerOptions {
   registry?: Registry;
   /** Learned best routes (not our own), whenever they change. */
   onLearned?: (routes: LearnedRoute[]) => void;
+  /**
+   * After a graceful restart: every peer has sent End-of-RIB (or the deferral timer ran out), and
+   * onLearned has been called with the re-learned set.
+   */
+  onRelearned?: () => void;
   /** A dedicated route reflector: announces nothing, reports no learned routes. */
   reflectorOnly?: boolean;
   /** Listen address (default: all addresses, like BIRD without bindMode). */
@@ -281,13 +286,18 @@ export class BgpRunner {
         // '::' also takes IPv4 connections, but only where the kernel has IPv6.
         listen: { host: this.opts.listenHost ?? (me.ipv6 ? '::' : '0.0.0.0'), port: d.speaker.listenPort },
         gracefulRestart: this.opts.gracefulRestart,
-        ecmp: true,
+        // The agent installs every equal-cost path as one multipath route; a reflector has no kernel.
+        ecmp: !this.opts.reflectorOnly,
         nextHop4: me.ipv4,
         nextHop6: me.ipv6,
         logger: this.opts.logger,
       });
       s.on('peerState', () => this.statusChanged());
       if (!this.opts.reflectorOnly) s.on('routeChanged', () => this.learnedChanged());
+      s.once('selectionDeferralOver', () => {
+        if (this.opts.onLearned && !this.opts.reflectorOnly) this.opts.onLearned(learnedRoutes(s));
+        this.opts.onRelearned?.();
+      });
       this.speaker = null;
       this.peerKeys.clear();
       this.announced = new Set();

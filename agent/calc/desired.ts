@@ -13,10 +13,12 @@ import {
 } from '../../lib/ip.js';
 import {
   type CalcInput,
+  compareNextHops,
   type DesiredState,
   type FdbSpec,
   fdbKey,
   type NeighSpec,
+  type NextHopSpec,
   type NodeInput,
   neighKey,
   type PoolInput,
@@ -234,21 +236,27 @@ function addLearned(input: CalcInput, out: DesiredState): void {
   const { addRoute } = writers(out);
   const uplink = (family: Family): string | undefined => (family === 4 ? host.uplinkV4 : host.uplinkV6);
   for (const l of input.learned) {
-    const hop = l.nextHops[0];
-    if (!hop) continue;
     const p = parsePrefix(l.prefix, { loose: true });
-    const dev = hop.dev ?? uplink(p.family);
-    if (!dev) continue;
-    addRoute({
+    // Canonical hop set (sorted, deduplicated) so equal sets give equal specs whatever the order
+    // BGP reported them in: a resync or restart must see no difference.
+    const byKey = new Map<string, NextHopSpec>();
+    for (const hop of l.nextHops) {
+      const dev = hop.dev ?? uplink(p.family);
+      if (!dev) continue;
+      byKey.set(`${hop.via}|${dev}`, { via: hop.via, dev, onlink: hop.onlink ?? true });
+    }
+    const hops = [...byKey.values()].sort(compareNextHops);
+    const first = hops[0];
+    if (!first) continue;
+    const base = {
       family: p.family,
       dst: formatPrefix(p),
       kind: 'learned',
       type: 'unicast',
-      dev,
-      via: hop.via,
-      onlink: hop.onlink ?? true,
       scope: 'universe',
-    });
+    } as const;
+    if (hops.length === 1) addRoute({ ...base, dev: first.dev, via: first.via, onlink: first.onlink });
+    else addRoute({ ...base, onlink: false, multipath: hops });
   }
 }
 

@@ -124,6 +124,18 @@ export interface RouteSpec {
   via?: string;
   onlink: boolean;
   scope: 'link' | 'universe';
+  /**
+   * Two or more next hops (ECMP): one multipath kernel route (RTA_MULTIPATH), each hop weight 1.
+   * Sorted by via then dev, without duplicates; `dev` and `via` above are then absent.
+   */
+  multipath?: NextHopSpec[];
+}
+
+/** One next hop of a multipath route. */
+export interface NextHopSpec {
+  via: string;
+  dev: string;
+  onlink: boolean;
 }
 
 export interface NeighSpec {
@@ -208,4 +220,10 @@ export function neighKey(n: Pick<NeighSpec, 'dev' | 'ip'>): string {
 }
 export function fdbKey(f: Pick<FdbSpec, 'dev' | 'mac'>): string {
   return `${f.dev}|${f.mac.toLowerCase()}`;
+}
+
+/** The canonical order of next hops: by address, then device. */
+export function compareNextHops(a: NextHopSpec, b: NextHopSpec): number {
+  if (a.via !== b.via) return a.via < b.via ? -1 : 1;
+  return a.dev < b.dev ? -1 : a.dev > b.dev ? 1 : 0;
 }

@@ -5,7 +5,7 @@
 import type { DesiredState } from '../calc/model.js';
 import { type LinkChange, LinkDriver } from './links.js';
 import { NeighbourDriver } from './neighbours.js';
-import { RouteDriver } from './routes.js';
+import { type KernelRoute, RouteDriver } from './routes.js';
 import { Rtnl } from './rtnl.js';
 import { SysctlDriver } from './sysctls.js';
 
@@ -55,7 +55,13 @@ export class Dataplane {
    */
   async apply(
     desired: DesiredState,
-    opts: { full: boolean; linksChanged?: boolean; ipipOk: boolean },
+    opts: {
+      full: boolean;
+      linksChanged?: boolean;
+      ipipOk: boolean;
+      /** Kernel routes of ours to leave in place although not desired (see Agent.holdLearned). */
+      keepRoute?: (r: KernelRoute) => boolean;
+    },
   ): Promise<ApplyReport> {
     const t0 = performance.now();
     const report: ApplyReport = {
@@ -101,7 +107,7 @@ export class Dataplane {
       if (up.errors.length > 0) throw up.errors[0];
     });
     await step('routes', async () => {
-      const r = await this.routes.apply(desired.routes);
+      const r = await this.routes.apply(desired.routes, { keep: opts.keepRoute });
       report.routes = { added: r.added, replaced: r.replaced, deleted: r.deleted, usedBatch: r.usedBatch };
       report.pendingRoutes = r.pending;
       if (r.errors.length > 0) throw r.errors[0];

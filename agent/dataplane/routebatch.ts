@@ -5,7 +5,7 @@
 // (rtmsg + 3–4 attributes): the package's generic formatter costs more than the kernel's insert.
 import { createRtNetlink, type NetlinkMessage, type RtNetlinkSocket } from 'netlink';
 import { GINGHAM_ROUTE_PROTOCOL } from '../../lib/constants.js';
-import { ipToBytes } from '../../lib/ip.js';
+import { bytesToIp, ipToBytes } from '../../lib/ip.js';
 import type { RouteSpec } from '../calc/model.js';
 
 const RTM_NEWROUTE = 24;
@@ -17,6 +17,7 @@ const NLM_F_CREATE = 0x400;
 const RTA_DST = 1;
 const RTA_OIF = 4;
 const RTA_GATEWAY = 5;
+const RTA_MULTIPATH = 9;
 const RTNH_F_ONLINK = 4;
 const RT_TABLE_MAIN = 254;
 const RTN_UNICAST = 1;
@@ -29,8 +30,68 @@ const PER_SEND = 800;
 
 export interface BatchOp {
   op: 'replace' | 'delete';
-  route: Pick<RouteSpec, 'family' | 'dst' | 'type' | 'via' | 'onlink' | 'scope'>;
+  route: Pick<RouteSpec, 'family' | 'dst' | 'type' | 'via' | 'onlink' | 'scope' | 'multipath'>;
   oif?: number;
+  /** Resolved next hops of a multipath route (RTA_MULTIPATH instead of RTA_OIF/RTA_GATEWAY). */
+  hops?: readonly KernelHop[];
+}
+
+/** One next hop as the kernel holds it: gateway, output interface index, onlink flag. */
+export interface KernelHop {
+  via?: string;
+  oif: number;
+  onlink: boolean;
+}
+
+/** The canonical order of kernel next hops (by address, then interface), so sets compare by value. */
+export function sortHops<T extends KernelHop>(hops: readonly T[]): T[] {
+  return [...hops].sort((a, b) =>
+    (a.via ?? '') !== (b.via ?? '') ? ((a.via ?? '') < (b.via ?? '') ? -1 : 1) : a.oif - b.oif,
+  );
+}
+
+/**
+ * The RTA_MULTIPATH payload: one `struct rtnexthop` {len u16, flags u8, hops u8 (weight − 1),
+ * ifindex s32} per hop, each followed by its RTA_GATEWAY. Weight 1 for every hop (equal cost).
+ */
+export function encodeMultipath(hops: readonly KernelHop[]): Buffer {
+  const parts = hops.map((h) => {
+    const gw = h.via ? addrBytes(h.via) : null;
+    const b = Buffer.alloc(8 + (gw ? 4 + gw.length : 0));
+    b.writeUInt16LE(b.length, 0);
+    b[2] = h.onlink ? RTNH_F_ONLINK : 0;
+    b[3] = 0;
+    b.writeInt32LE(h.oif, 4);
+    if (gw) {
+      b.writeUInt16LE(4 + gw.length, 8);
+      b.writeUInt16LE(RTA_GATEWAY, 10);
+      b.set(gw, 12);
+    }
+    return b;
+  });
+  return Buffer.concat(parts);
+}
+
+/** Parses an RTA_MULTIPATH payload (from a route dump) into hops, in canonical order. */
+export function decodeMultipath(buf: Uint8Array): KernelHop[] {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const hops: KernelHop[] = [];
+  let o = 0;
+  while (o + 8 <= b.length) {
+    const len = b.readUInt16LE(o);
+    if (len < 8 || o + len > b.length) break;
+    const hop: KernelHop = { oif: b.readInt32LE(o + 4), onlink: (b[o + 2]! & RTNH_F_ONLINK) !== 0 };
+    let a = o + 8;
+    while (a + 4 <= o + len) {
+      const alen = b.readUInt16LE(a);
+      if (alen < 4 || a + alen > o + len) break;
+      if (b.readUInt16LE(a + 2) === RTA_GATEWAY) hop.via = bytesToIp(b.subarray(a + 4, a + alen));
+      a += (alen + 3) & ~3;
+    }
+    hops.push(hop);
+    o += (len + 3) & ~3;
+  }
+  return sortHops(hops);
 }
 
 /** Address bytes without BigInt for the common IPv4 case (this loop runs 10k+ times per sync). */
@@ -49,9 +110,11 @@ export function encodeRouteMessage(op: BatchOp, seq: number): Buffer {
   const dst = addrBytes(r.dst.slice(0, slash));
   const len = Number(r.dst.slice(slash + 1));
   const unicast = op.op === 'replace' && r.type === 'unicast';
-  const gw = unicast && r.via ? addrBytes(r.via) : null;
-  const withOif = unicast && op.oif !== undefined;
-  const total = 16 + 12 + (4 + dst.length) + (withOif ? 8 : 0) + (gw ? 4 + gw.length : 0);
+  const mp = unicast && op.hops && op.hops.length > 0 ? encodeMultipath(op.hops) : null;
+  const gw = unicast && !mp && r.via ? addrBytes(r.via) : null;
+  const withOif = unicast && !mp && op.oif !== undefined;
+  const total =
+    16 + 12 + (4 + dst.length) + (withOif ? 8 : 0) + (gw ? 4 + gw.length : 0) + (mp ? 4 + mp.length : 0);
   const b = Buffer.alloc(total);
   // nlmsghdr
   b.writeUInt32LE(total, 0);
@@ -69,7 +132,8 @@ export function encodeRouteMessage(op: BatchOp, seq: number): Buffer {
   } else {
     b[22] = r.type === 'unicast' && r.family === 4 && r.scope === 'link' ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
     b[23] = r.type === 'blackhole' ? RTN_BLACKHOLE : RTN_UNICAST;
-    if (unicast && r.onlink) b.writeUInt32LE(RTNH_F_ONLINK, 24);
+    // A multipath route carries onlink per hop (rtnh_flags), not in rtm_flags.
+    if (unicast && !mp && r.onlink) b.writeUInt32LE(RTNH_F_ONLINK, 24);
   }
   // attributes (addresses are 4 or 16 bytes: always 4-aligned)
   let o = 28;
@@ -87,6 +151,7 @@ export function encodeRouteMessage(op: BatchOp, seq: number): Buffer {
     o += 8;
   }
   if (gw) attr(RTA_GATEWAY, gw);
+  if (mp) attr(RTA_MULTIPATH, mp);
   return b;
 }
 

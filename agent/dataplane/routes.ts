@@ -8,10 +8,18 @@
 import type { rt } from 'netlink';
 import { GINGHAM_ROUTE_PROTOCOL } from '../../lib/constants.js';
 import { bytesToIp, type Family, ipToBytes, parsePrefix } from '../../lib/ip.js';
-import { type RouteSpec, routeKey } from '../calc/model.js';
+import { type NextHopSpec, type RouteSpec, routeKey } from '../calc/model.js';
 import { ipBatch } from './iproute.js';
 import type { LinkDriver } from './links.js';
-import { type BatchOp, RouteBatchError, writeRouteBatch } from './routebatch.js';
+import {
+  type BatchOp,
+  decodeMultipath,
+  encodeMultipath,
+  type KernelHop,
+  RouteBatchError,
+  sortHops,
+  writeRouteBatch,
+} from './routebatch.js';
 import { MAX_IN_FLIGHT, type Rtnl, runBounded } from './rtnl.js';
 
 /** Our protocol number is not in the package's enum of well-known protocols. */
@@ -31,6 +39,8 @@ export interface KernelRoute {
   via?: string;
   onlink: boolean;
   scope: 'link' | 'universe' | 'other';
+  /** The next hops of a multipath route (RTA_MULTIPATH), in canonical order (sortHops). */
+  multipath?: KernelHop[];
 }
 
 export interface RouteApplyResult {
@@ -43,22 +53,46 @@ export interface RouteApplyResult {
   usedBatch: boolean;
 }
 
-/** Equal in every attribute the agent controls. IPv6 has no route scope; blackholes no device. */
-export function sameRoute(want: RouteSpec, wantOif: number | undefined, have: KernelRoute): boolean {
+/**
+ * Equal in every attribute the agent controls. IPv6 has no route scope; blackholes no device.
+ * A multipath route is equal when its set of next hops (address, interface, onlink) is equal,
+ * whatever order either side lists them in; `wantHops` are the desired hops with resolved indexes.
+ */
+export function sameRoute(
+  want: RouteSpec,
+  wantOif: number | undefined,
+  have: KernelRoute,
+  wantHops?: readonly KernelHop[],
+): boolean {
   if (want.type !== have.type) return false;
   if (want.family === 4 && want.scope !== have.scope) return false;
   if (want.type === 'blackhole') return true;
+  if (wantHops || have.multipath) {
+    if (!wantHops || !have.multipath || wantHops.length !== have.multipath.length) return false;
+    const a = sortHops(wantHops);
+    const b = sortHops(have.multipath);
+    return a.every((h, i) => h.oif === b[i]!.oif && h.via === b[i]!.via && h.onlink === b[i]!.onlink);
+  }
   return wantOif === have.oif && (want.via ?? undefined) === have.via && want.onlink === have.onlink;
 }
 
 /** The `ip -batch` line for a route (also the documentation of the exact route form we program). */
 export function routeBatchLine(
   op: 'replace' | 'del',
-  r: Pick<RouteSpec, 'dst' | 'type' | 'dev' | 'via' | 'onlink' | 'scope'>,
+  r: Pick<RouteSpec, 'dst' | 'type' | 'dev' | 'via' | 'onlink' | 'scope' | 'multipath'>,
 ): string {
   const parts = ['route', op];
   if (r.type === 'blackhole') parts.push('blackhole');
   parts.push(r.dst);
+  if (op === 'replace' && r.type !== 'blackhole' && r.multipath && r.multipath.length > 0) {
+    // `nexthop` specs must come last: ip reads everything after the first one as next hops.
+    parts.push('proto', String(GINGHAM_ROUTE_PROTOCOL));
+    for (const h of r.multipath) {
+      parts.push('nexthop', 'via', h.via, 'dev', h.dev, 'weight', '1');
+      if (h.onlink) parts.push('onlink');
+    }
+    return parts.join(' ');
+  }
   if (op === 'replace' && r.type !== 'blackhole') {
     if (r.via) parts.push('via', r.via);
     if (r.dev) parts.push('dev', r.dev);
@@ -118,6 +152,7 @@ export class RouteDriver {
           via: m.attrs.gateway ? bytesToIp(m.attrs.gateway) : undefined,
           onlink: ((m.data.flags?.__unknown ?? 0) & RTNH_F_ONLINK) !== 0,
           scope,
+          ...(m.attrs.multipath ? { multipath: decodeMultipath(m.attrs.multipath) } : {}),
         });
       }
     }
@@ -126,7 +161,10 @@ export class RouteDriver {
   }
 
   /** Diff `desired` against the cached kernel state and apply. Call `dump()` first for a full resync. */
-  async apply(desired: ReadonlyMap<string, RouteSpec>): Promise<RouteApplyResult> {
+  async apply(
+    desired: ReadonlyMap<string, RouteSpec>,
+    opts: { keep?: (r: KernelRoute) => boolean } = {},
+  ): Promise<RouteApplyResult> {
     const res: RouteApplyResult = {
       added: 0,
       replaced: 0,
@@ -135,22 +173,30 @@ export class RouteDriver {
       errors: [],
       usedBatch: false,
     };
-    const writes: Array<{ key: string; spec: RouteSpec; oif: number | undefined; replace: boolean }> = [];
+    const writes: Array<{
+      key: string;
+      spec: RouteSpec;
+      oif: number | undefined;
+      hops: KernelHop[] | undefined;
+      replace: boolean;
+    }> = [];
     const pendingKeys = new Set<string>();
     for (const [key, spec] of desired) {
       const oif = spec.dev === undefined ? undefined : this.links.index(spec.dev);
-      if (spec.type === 'unicast' && oif === undefined) {
+      const hops = spec.multipath ? this.resolveHops(spec.multipath) : undefined;
+      if (spec.type === 'unicast' && (spec.multipath ? hops === undefined : oif === undefined)) {
         res.pending.push(spec.dst);
         pendingKeys.add(key);
         continue;
       }
       const have = this.actual.get(key);
-      if (have && sameRoute(spec, oif, have)) continue;
-      writes.push({ key, spec, oif, replace: have !== undefined });
+      if (have && sameRoute(spec, oif, have, hops)) continue;
+      writes.push({ key, spec, oif, hops, replace: have !== undefined });
     }
     const deletes: Array<[string, KernelRoute]> = [];
     for (const entry of this.actual) {
-      if (!desired.has(entry[0]) || pendingKeys.has(entry[0])) deletes.push(entry);
+      if (pendingKeys.has(entry[0])) deletes.push(entry);
+      else if (!desired.has(entry[0]) && !opts.keep?.(entry[1])) deletes.push(entry);
     }
     if (writes.length + deletes.length >= BATCH_THRESHOLD) {
       res.usedBatch = true;
@@ -167,7 +213,7 @@ export class RouteDriver {
             },
           }),
         ),
-        ...writes.map((w): BatchOp => ({ op: 'replace', route: w.spec, oif: w.oif })),
+        ...writes.map((w): BatchOp => ({ op: 'replace', route: w.spec, oif: w.oif, hops: w.hops })),
       ];
       let failed = false;
       try {
@@ -193,7 +239,7 @@ export class RouteDriver {
         await this.dump();
       } else {
         for (const [k] of deletes) this.actual.delete(k);
-        for (const w of writes) this.actual.set(w.key, toKernel(w.spec, w.oif));
+        for (const w of writes) this.actual.set(w.key, toKernel(w.spec, w.oif, w.hops));
       }
       res.deleted = deletes.length;
       for (const w of writes) w.replace ? res.replaced++ : res.added++;
@@ -208,19 +254,30 @@ export class RouteDriver {
     );
     res.errors.push(
       ...(await runBounded(writes, MAX_IN_FLIGHT, async (w) => {
-        await this.replace(w.spec, w.oif);
-        this.actual.set(w.key, toKernel(w.spec, w.oif));
+        await this.replace(w.spec, w.oif, w.hops);
+        this.actual.set(w.key, toKernel(w.spec, w.oif, w.hops));
         w.replace ? res.replaced++ : res.added++;
       })),
     );
     return res;
   }
 
+  /** Interface indexes for every hop, or undefined while any device does not exist yet. */
+  private resolveHops(hops: readonly NextHopSpec[]): KernelHop[] | undefined {
+    const out: KernelHop[] = [];
+    for (const h of hops) {
+      const oif = this.links.index(h.dev);
+      if (oif === undefined) return undefined;
+      out.push({ via: h.via, oif, onlink: h.onlink });
+    }
+    return sortHops(out);
+  }
+
   private devOf(o: BatchOp): string | undefined {
     return o.oif === undefined ? undefined : this.links.nameOf(o.oif);
   }
 
-  private replace(r: RouteSpec, oif: number | undefined): Promise<unknown> {
+  private replace(r: RouteSpec, oif: number | undefined, hops?: readonly KernelHop[]): Promise<unknown> {
     const p = parsePrefix(r.dst);
     return this.rtnl.request('replace-route', r.dst, (s, o) =>
       s.newRoute(
@@ -231,12 +288,17 @@ export class RouteDriver {
           protocol: PROTO,
           scope: r.scope === 'link' && r.family === 4 ? 'LINK' : 'UNIVERSE',
           type: r.type === 'blackhole' ? 'BLACKHOLE' : 'UNICAST',
-          flags: r.onlink ? { __unknown: RTNH_F_ONLINK } : {},
+          // A multipath route carries onlink per hop (rtnh_flags), not in rtm_flags.
+          flags: r.onlink && !hops ? { __unknown: RTNH_F_ONLINK } : {},
         },
         {
           dst: Buffer.from(ipToBytes(r.dst.split('/')[0]!)),
-          ...(r.type === 'unicast' ? { oif } : {}),
-          ...(r.via ? { gateway: Buffer.from(ipToBytes(r.via)) } : {}),
+          ...(hops
+            ? { multipath: encodeMultipath(hops) }
+            : {
+                ...(r.type === 'unicast' ? { oif } : {}),
+                ...(r.via ? { gateway: Buffer.from(ipToBytes(r.via)) } : {}),
+              }),
         },
         { ...o, flags: NLM_F_REPLACE_CREATE },
       ),
@@ -262,7 +324,7 @@ export class RouteDriver {
   }
 }
 
-function toKernel(r: RouteSpec, oif: number | undefined): KernelRoute {
+function toKernel(r: RouteSpec, oif: number | undefined, hops?: KernelHop[]): KernelRoute {
   return {
     family: r.family,
     dst: r.dst,
@@ -271,5 +333,6 @@ function toKernel(r: RouteSpec, oif: number | undefined): KernelRoute {
     via: r.via,
     onlink: r.onlink,
     scope: r.family === 6 ? 'universe' : r.scope,
+    ...(hops ? { multipath: hops } : {}),
   };
 }

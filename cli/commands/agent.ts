@@ -92,8 +92,18 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const store = await openStore({ endpoints: parseEtcdEndpoints(str('etcd-endpoints')) });
+  // Our routes still in the kernel mean this is a restart: announce graceful restart with the
+  // R bit so peers keep forwarding to us while the sessions come back (RFC 4724), and keep the
+  // routes learned before the restart until BGP has learned them again. Read before the agent
+  // starts programming, which would make a first start look like a restart.
+  let restarting = false;
+  if (bgp === 'on') {
+    const { ownRoutesPresent } = await import('../../agent/dataplane/iproute.js');
+    restarting = await ownRoutesPresent();
+  }
   const agent = new Agent({
     nodeName,
+    holdLearnedRoutes: restarting,
     store,
     logger,
     ip: str('ip'),
@@ -118,16 +128,13 @@ export async function run(argv: string[]): Promise<number> {
   let runner: import('../../agent/bgp/runner.js').BgpRunner | null = null;
   if (bgp === 'on') {
     const { BgpRunner } = await import('../../agent/bgp/runner.js');
-    const { ownRoutesPresent } = await import('../../agent/dataplane/iproute.js');
-    // Our routes still in the kernel mean this is a restart: announce graceful restart with the
-    // R bit so peers keep forwarding to us while the sessions come back (RFC 4724).
-    const restarting = await ownRoutesPresent();
     runner = new BgpRunner({
       nodeName,
       store,
       logger: logger.child({ component: 'bgp' }),
       registry: agent.metrics.registry,
       onLearned: (routes) => agent.setLearnedRoutes(routes),
+      onRelearned: () => agent.releaseLearnedRoutes(),
       gracefulRestart: { restartTimeSec: 120, restarting },
     });
     runner.start();

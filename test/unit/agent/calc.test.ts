@@ -258,6 +258,52 @@ describe('computeDesired: remote blocks', () => {
       scope: 'universe',
     });
   });
+  it('learned routes with two or more next hops become one multipath route (ECMP)', () => {
+    const two = computeDesired(
+      input({
+        learned: [
+          {
+            prefix: '10.99.0.0/24',
+            nextHops: [{ via: '192.168.1.9' }, { via: '192.168.1.2' }, { via: '192.168.1.9' }],
+          },
+        ],
+      }),
+    );
+    assert.deepEqual(two.routes.get('4|10.99.0.0/24'), {
+      family: 4,
+      dst: '10.99.0.0/24',
+      kind: 'learned',
+      type: 'unicast',
+      onlink: false,
+      scope: 'universe',
+      multipath: [
+        { via: '192.168.1.2', dev: 'eth0', onlink: true },
+        { via: '192.168.1.9', dev: 'eth0', onlink: true },
+      ],
+    });
+    // The hop order BGP reports must not matter: equal sets give equal specs.
+    const swapped = computeDesired(
+      input({
+        learned: [{ prefix: '10.99.0.0/24', nextHops: [{ via: '192.168.1.2' }, { via: '192.168.1.9' }] }],
+      }),
+    );
+    assert.deepEqual(swapped.routes.get('4|10.99.0.0/24'), two.routes.get('4|10.99.0.0/24'));
+    // A single hop stays a plain route (no multipath attribute).
+    const one = computeDesired(
+      input({ learned: [{ prefix: '10.99.0.0/24', nextHops: [{ via: '192.168.1.2', onlink: false }] }] }),
+    );
+    const r = one.routes.get('4|10.99.0.0/24');
+    assert.equal(r?.multipath, undefined);
+    assert.equal(r?.via, '192.168.1.2');
+    assert.equal(r?.onlink, false);
+    // Local knowledge still wins over a multipath learned route.
+    const local = computeDesired(
+      input({
+        learned: [{ prefix: '10.65.0.0/26', nextHops: [{ via: '192.168.1.2' }, { via: '192.168.1.3' }] }],
+      }),
+    );
+    assert.equal(local.routes.get('4|10.65.0.0/26')?.kind, 'blackhole');
+  });
   it('gives the same state with a warm cache, and follows changes through remoteVersion', () => {
     const cache = newCalcCache();
     const base = input({ pools: [pool({ vxlanMode: 'CrossSubnet' })], remoteVersion: 1, blocksVersion: 1 });

@@ -5,7 +5,7 @@ import { chooseAddress, type HostAddress, parseMethod } from '../../../agent/aut
 import type { RouteSpec } from '../../../agent/calc/model.js';
 import { isOwnedLink } from '../../../agent/dataplane/links.js';
 import { slimEndpoint } from '../../../agent/dataplane/nft.js';
-import { encodeRouteMessage } from '../../../agent/dataplane/routebatch.js';
+import { decodeMultipath, encodeMultipath, encodeRouteMessage } from '../../../agent/dataplane/routebatch.js';
 import { type KernelRoute, routeBatchLine, sameRoute } from '../../../agent/dataplane/routes.js';
 import { errnoOf, runBounded } from '../../../agent/dataplane/rtnl.js';
 import { parseHostPort } from '../../../agent/http.js';
@@ -29,6 +29,91 @@ const vx: RouteSpec = {
   onlink: true,
   scope: 'universe',
 };
+
+describe('multipath (ECMP) routes', () => {
+  const ecmp: RouteSpec = {
+    family: 4,
+    dst: '10.99.0.0/24',
+    kind: 'learned',
+    type: 'unicast',
+    onlink: false,
+    scope: 'universe',
+    multipath: [
+      { via: '192.168.1.2', dev: 'eth0', onlink: true },
+      { via: '192.168.1.3', dev: 'eth0', onlink: true },
+    ],
+  };
+  it('encodes RTA_MULTIPATH as rtnexthop + RTA_GATEWAY per hop, and decodes it back', () => {
+    const hops = [
+      { via: '192.168.1.2', oif: 2, onlink: true },
+      { via: '192.168.1.3', oif: 2, onlink: true },
+    ];
+    const b = encodeMultipath(hops);
+    assert.equal(b.length, 32, 'two × (8-byte rtnexthop + 8-byte RTA_GATEWAY)');
+    // struct rtnexthop { len=16, flags=RTNH_F_ONLINK, hops=0 (weight 1), ifindex=2 }
+    assert.deepEqual([...b.subarray(0, 8)], [16, 0, 4, 0, 2, 0, 0, 0]);
+    // RTA_GATEWAY { len=8, type=5, 192.168.1.2 }
+    assert.deepEqual([...b.subarray(8, 16)], [8, 0, 5, 0, 192, 168, 1, 2]);
+    assert.deepEqual([...b.subarray(24, 28)], [8, 0, 5, 0]);
+    assert.deepEqual(decodeMultipath(b), hops);
+    // The kernel's order is not ours: decoding sorts.
+    assert.deepEqual(decodeMultipath(encodeMultipath([...hops].reverse())), hops);
+    const v6 = [{ via: 'fe80::1', oif: 3, onlink: false }];
+    assert.deepEqual(decodeMultipath(encodeMultipath(v6)), v6);
+  });
+  it('the batch message carries RTA_MULTIPATH instead of RTA_OIF/RTA_GATEWAY, onlink per hop', () => {
+    const hops = [
+      { via: '192.168.1.2', oif: 2, onlink: true },
+      { via: '192.168.1.3', oif: 2, onlink: true },
+    ];
+    const m = encodeRouteMessage({ op: 'replace', route: ecmp, hops }, 1);
+    assert.equal(m.readUInt32LE(0), m.length);
+    assert.equal(m.readUInt32LE(24), 0, 'no rtm_flags onlink for a multipath route');
+    // attributes: RTA_DST (8) then RTA_MULTIPATH (4 + 32)
+    assert.equal(m.length, 28 + 8 + 36);
+    assert.equal(m.readUInt16LE(36), 36);
+    assert.equal(m.readUInt16LE(38), 9, 'RTA_MULTIPATH');
+    assert.deepEqual(decodeMultipath(m.subarray(40)), hops);
+  });
+  it('compares a multipath route by its set of next hops', () => {
+    const have: KernelRoute = {
+      family: 4,
+      dst: ecmp.dst,
+      type: 'unicast',
+      onlink: false,
+      scope: 'universe',
+      multipath: [
+        { via: '192.168.1.2', oif: 2, onlink: true },
+        { via: '192.168.1.3', oif: 2, onlink: true },
+      ],
+    };
+    const want = [
+      { via: '192.168.1.3', oif: 2, onlink: true },
+      { via: '192.168.1.2', oif: 2, onlink: true },
+    ];
+    assert.equal(sameRoute(ecmp, undefined, have, want), true, 'order does not matter');
+    assert.equal(sameRoute(ecmp, undefined, have, want.slice(0, 1)), false, 'a hop fewer');
+    assert.equal(
+      sameRoute(ecmp, undefined, have, [want[0]!, { ...want[1]!, via: '192.168.1.4' }]),
+      false,
+      'another hop',
+    );
+    assert.equal(sameRoute(ecmp, undefined, have, [want[0]!, { ...want[1]!, oif: 5 }]), false);
+    assert.equal(sameRoute(ecmp, undefined, have, [want[0]!, { ...want[1]!, onlink: false }]), false);
+    const single: KernelRoute = { ...have, multipath: undefined, oif: 2, via: '192.168.1.2', onlink: true };
+    assert.equal(sameRoute(ecmp, undefined, single, want), false, 'single path in the kernel, ECMP wanted');
+    const one: RouteSpec = { ...ecmp, multipath: undefined, dev: 'eth0', via: '192.168.1.2', onlink: true };
+    assert.equal(sameRoute(one, 2, have), false, 'ECMP in the kernel, single path wanted');
+    assert.equal(sameRoute(one, 2, single), true);
+  });
+  it('renders the ip -batch multipath form', () => {
+    assert.equal(
+      routeBatchLine('replace', ecmp),
+      'route replace 10.99.0.0/24 proto 80 nexthop via 192.168.1.2 dev eth0 weight 1 onlink nexthop via 192.168.1.3 dev eth0 weight 1 onlink',
+    );
+    assert.equal(routeBatchLine('del', ecmp), 'route del 10.99.0.0/24 proto 80');
+  });
+});
 
 describe('route driver helpers', () => {
   it('renders the exact ip -batch route forms (proto 80)', () => {
