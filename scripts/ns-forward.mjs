@@ -23,6 +23,9 @@ const listen = parse(listenSpec);
 const target = parse(targetSpec);
 const srv = createServer((c) => {
   const u = createConnection(target);
+  // Latency matters (the agent benchmark measures through this); no-ops on unix sockets.
+  c.setNoDelay(true);
+  u.setNoDelay(true);
   c.pipe(u);
   u.pipe(c);
   const end = () => {

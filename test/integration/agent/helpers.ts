@@ -10,13 +10,15 @@ import { type Netns, uniqueName } from '../../harness/netns.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 export const repoRoot = join(here, '../../..');
+/** The same forwarder `make demo` uses (scripts/ns-forward.mjs). */
+const forwarder = join(repoRoot, 'scripts/ns-forward.mjs');
 
 /** Host side: a unix socket forwarding to etcd's TCP port on the host loopback (its own process). */
 export async function etcdSocket(etcdEndpoint: string): Promise<{ path: string; close(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'gh-agent-'));
   const path = join(dir, 'etcd.sock');
   const u = new URL(etcdEndpoint);
-  const p = spawn(process.execPath, [join(here, 'fixtures/forward-host.mjs'), path, u.hostname, u.port], {
+  const p = spawn(process.execPath, [forwarder, `unix:${path}`, `${u.hostname}:${u.port}`], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
@@ -41,7 +43,7 @@ export async function etcdSocket(etcdEndpoint: string): Promise<{ path: string; 
 export async function etcdInNetns(ns: Netns, sockPath: string, port = 2379): Promise<ChildProcess> {
   const p = spawn(
     'ip',
-    ['netns', 'exec', ns.name, process.execPath, join(here, 'fixtures/forward.mjs'), String(port), sockPath],
+    ['netns', 'exec', ns.name, process.execPath, forwarder, `127.0.0.1:${port}`, `unix:${sockPath}`],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },
