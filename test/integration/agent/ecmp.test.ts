@@ -11,7 +11,7 @@ import { type EtcdInstance, freePort, startEtcd } from '../../harness/etcd.js';
 import { isRoot, Netns, vethBetween } from '../../harness/netns.js';
 import { SpeakerProc } from '../../harness/routers.js';
 import { speakerPeer } from '../bgp/configs.js';
-import { type AgentProc, etcdInNetns, etcdSocket, startAgent, waitFor } from './helpers.js';
+import { type AgentProc, agentArgs, etcdInNetns, etcdSocket, startAgent, waitFor } from './helpers.js';
 
 const skip = !isRoot() ? 'needs root' : false;
 
@@ -104,23 +104,11 @@ describe('agent: ECMP routes from two BGP peers', { skip, timeout: 120_000 }, ()
       );
     }
     metricsPort = await freePort();
-    agent = startAgent(node, agentArgs());
+    agent = startAgent(node, args());
   });
 
-  const agentArgs = (): string[] => [
-    '--node',
-    nodeName,
-    '--etcd-endpoints',
-    'http://127.0.0.1:2379',
-    '--policy',
-    'off',
-    '--metrics-addr',
-    `127.0.0.1:${metricsPort}`,
-    '--route-refresh',
-    '1',
-    '--log-level',
-    'debug',
-  ];
+  const args = (): string[] =>
+    agentArgs(nodeName, { policy: 'off', metricsPort, refreshSec: 1, debug: true });
 
   after(async () => {
     await agent?.kill();
@@ -182,7 +170,7 @@ describe('agent: ECMP routes from two BGP peers', { skip, timeout: 120_000 }, ()
     try {
       await new Promise((r) => setTimeout(r, 300));
       await agent.kill('SIGKILL');
-      agent = startAgent(node, agentArgs());
+      agent = startAgent(node, args());
       // The restarted agent finds its routes in the kernel, restarts BGP with the R bit and keeps
       // the learned routes until both peers' End-of-RIB.
       await waitFor(

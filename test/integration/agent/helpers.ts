@@ -90,6 +90,24 @@ export interface AgentProc {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
+/** argv for startAgent: the node, etcd through the in-namespace forwarder (etcdInNetns), options. */
+export function agentArgs(
+  node: string,
+  o: { policy?: 'on' | 'off'; metricsPort?: number; refreshSec?: number; debug?: boolean } = {},
+): string[] {
+  return [
+    '--node',
+    node,
+    '--etcd-endpoints',
+    'http://127.0.0.1:2379',
+    ...(o.policy ? ['--policy', o.policy] : []),
+    '--metrics-addr',
+    `127.0.0.1:${o.metricsPort ?? 9091}`,
+    ...(o.refreshSec === undefined ? [] : ['--route-refresh', String(o.refreshSec)]),
+    ...(o.debug ? ['--log-level', 'debug'] : []),
+  ];
+}
+
 export function startAgent(ns: Netns, args: string[]): AgentProc {
   const proc = spawn(
     'ip',

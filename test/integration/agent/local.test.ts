@@ -13,6 +13,7 @@ import { isRoot, Netns, vethBetween } from '../../harness/netns.js';
 import {
   type AgentProc,
   addWorkload,
+  agentArgs,
   etcdInNetns,
   etcdSocket,
   ownRoutes,
@@ -77,20 +78,7 @@ describe('agent: local workloads on one node', { skip, timeout: 90_000 }, () => 
     await store.apply(wep('w1', w1));
     await store.apply(wep('w2', w2));
     metricsPort = await freePort();
-    agent = startAgent(node, [
-      '--node',
-      nodeName,
-      '--etcd-endpoints',
-      'http://127.0.0.1:2379',
-      '--policy',
-      'off',
-      '--metrics-addr',
-      `127.0.0.1:${metricsPort}`,
-      '--route-refresh',
-      '2',
-      '--log-level',
-      'debug',
-    ]);
+    agent = startAgent(node, agentArgs(nodeName, { policy: 'off', metricsPort, refreshSec: 2, debug: true }));
   });
 
   after(async () => {

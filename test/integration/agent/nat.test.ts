@@ -11,6 +11,7 @@ import { isRoot, Netns, vethBetween } from '../../harness/netns.js';
 import {
   type AgentProc,
   addWorkload,
+  agentArgs,
   etcdInNetns,
   etcdSocket,
   ping,
@@ -75,14 +76,7 @@ describe('agent: natOutgoing to an outside namespace', { skip, timeout: 90_000 }
         profiles: ['kns.default'],
       },
     });
-    agent = startAgent(node, [
-      '--node',
-      nodeName,
-      '--etcd-endpoints',
-      'http://127.0.0.1:2379',
-      '--metrics-addr',
-      '127.0.0.1:9091',
-    ]);
+    agent = startAgent(node, agentArgs(nodeName));
   });
 
   after(async () => {

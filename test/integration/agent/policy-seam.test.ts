@@ -12,6 +12,7 @@ import { isRoot, Netns, vethBetween } from '../../harness/netns.js';
 import {
   type AgentProc,
   addWorkload,
+  agentArgs,
   etcdInNetns,
   etcdSocket,
   ownRoutes,
@@ -66,16 +67,7 @@ describe('agent: policy seam (nftables through policy/)', { skip, timeout: 60_00
         profiles: ['kns.default'],
       },
     });
-    agent = startAgent(node, [
-      '--node',
-      nodeName,
-      '--etcd-endpoints',
-      'http://127.0.0.1:2379',
-      '--policy',
-      'on',
-      '--metrics-addr',
-      '127.0.0.1:9091',
-    ]);
+    agent = startAgent(node, agentArgs(nodeName, { policy: 'on' }));
   });
 
   after(async () => {

@@ -11,6 +11,7 @@ import { isRoot, Netns, vethBetween } from '../../harness/netns.js';
 import {
   type AgentProc,
   addWorkload,
+  agentArgs,
   etcdInNetns,
   etcdSocket,
   ownRoutes,
@@ -35,18 +36,7 @@ describe('agent: restart without churn, etcd outage', { skip, timeout: 120_000 }
   const ws: Netns[] = [];
   const pods: Workload[] = [];
 
-  const args = () => [
-    '--node',
-    nodeName,
-    '--etcd-endpoints',
-    'http://127.0.0.1:2379',
-    '--policy',
-    'off',
-    '--metrics-addr',
-    `127.0.0.1:${port}`,
-    '--route-refresh',
-    '2',
-  ];
+  const args = () => agentArgs(nodeName, { policy: 'off', metricsPort: port, refreshSec: 2 });
   const readyz = (): string =>
     node.exec('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${port}/readyz`], {
       allowFail: true,

@@ -13,6 +13,7 @@ import { isRoot, Netns, uniqueName } from '../../harness/netns.js';
 import {
   type AgentProc,
   addWorkload,
+  agentArgs,
   etcdInNetns,
   etcdSocket,
   ownRoutes,
@@ -118,18 +119,7 @@ describe('agent: VXLAN between nodes, CrossSubnet and Always', { skip, timeout: 
       });
     }
     for (const n of nodes) {
-      n.agent = startAgent(n.ns, [
-        '--node',
-        n.name,
-        '--etcd-endpoints',
-        'http://127.0.0.1:2379',
-        '--policy',
-        'off',
-        '--metrics-addr',
-        '127.0.0.1:9091',
-        '--route-refresh',
-        '5',
-      ]);
+      n.agent = startAgent(n.ns, agentArgs(n.name, { policy: 'off', refreshSec: 5 }));
     }
   });
 
