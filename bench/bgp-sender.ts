@@ -1,7 +1,7 @@
 // BGP UPDATE blaster for the ingest benchmark: pre-encodes N IPv4 /24 announcements into
 // UPDATEs (packed ~1000 prefixes each), connects to the device under test, completes the OPEN
 // exchange, then writes them all as fast as TCP allows, followed by End-of-RIB.
-// Usage (inside a namespace): node --import tsx bench/bgp-sender.ts HOST ASN ROUTER_ID COUNT
+// Usage (inside a namespace): node --import tsx bench/bgp-sender.ts HOST ASN ROUTER_ID COUNT [PORT]
 // stdout: {"event":"encoded",...} {"event":"established"} {"event":"start","t":ms} {"event":"sent","t":ms,...}
 import net from 'node:net';
 import { createInterface } from 'node:readline';
@@ -14,13 +14,14 @@ import {
   packUpdates,
 } from '../bgp/codec/index.js';
 
-const [host, asnText, routerId, countText] = process.argv.slice(2);
+const [host, asnText, routerId, countText, portText] = process.argv.slice(2);
 if (!host || !asnText || !routerId || !countText) {
-  console.error('usage: bgp-sender.ts HOST ASN ROUTER_ID COUNT');
+  console.error('usage: bgp-sender.ts HOST ASN ROUTER_ID COUNT [PORT]');
   process.exit(2);
 }
 const asn = Number(asnText);
 const count = Number(countText);
+const port = portText === undefined ? 179 : Number(portText);
 const opts = { as4: true };
 const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
@@ -49,7 +50,7 @@ const stream = Buffer.concat([
 ]);
 out({ event: 'encoded', updates: updates.length, bytes: stream.length, ms: performance.now() - t0 });
 
-const sock = net.connect({ host, port: 179 });
+const sock = net.connect({ host, port });
 sock.setNoDelay(true);
 const framer = new MessageFramer();
 let established = false;

@@ -32,6 +32,7 @@ import {
   type LocalSpeaker,
   prefixFamily,
 } from './rib/export.js';
+import { keyFamily, keyOfDecoded, type PrefixKey, PrefixMap, prefixKey, prefixText } from './rib/prefix.js';
 import { makeSource, type RouteSource } from './rib/source.js';
 import { type Path, Rib } from './rib/table.js';
 import type { FsmState } from './session/fsm.js';
@@ -100,6 +101,11 @@ export interface PeerConfig {
   exportPolicy?: Policy;
   /** Free label for status (e.g. "node-to-node mesh"). */
   type?: string;
+  /**
+   * Announce the extended message capability (RFC 8654, default true): with a peer that does too,
+   * UPDATEs may be up to 65535 octets, so a big export takes ~16× fewer messages.
+   */
+  extendedMessage?: boolean;
 }
 
 export interface PeerStatus {
@@ -165,8 +171,7 @@ interface PeerEntry {
   session: PeerSession;
   source: RouteSource | null;
   target: ExportTarget | null;
-  adjOut: Map<string, RouteAttrs>;
-  /** Prefixes to re-evaluate for export to this peer. */
+  adjOut: PrefixMap<RouteAttrs>;
   /**
    * A FIFO of prefixes to re-evaluate for export (duplicates are harmless: a second look finds
    * Adj-RIB-Out already right). An array with a read index: a Set drained from the front costs
@@ -201,7 +206,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
   private readonly log: SpeakerLogger;
   private readonly clock: TimerService;
   private server: net.Server | null = null;
-  private dirty: string[] = [];
+  private dirty: PrefixKey[] = [];
   /** Beside each dirty prefix: the id of the source of its new best path ('' when none). */
   private dirtyFrom: string[] = [];
   private flushScheduled = false;
@@ -303,7 +308,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
       session,
       source: null,
       target: null,
-      adjOut: new Map(),
+      adjOut: new PrefixMap(),
       pending: new PrefixQueue(),
       eorOwed: [],
       eorReceived: new Set(),
@@ -346,6 +351,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
       old.holdTimeSec !== next.holdTimeSec ||
       old.restartTimeSec !== next.restartTimeSec ||
       (old.rrClient ?? false) !== (next.rrClient ?? false) ||
+      (old.extendedMessage ?? true) !== (next.extendedMessage ?? true) ||
       famKey(old.families) !== famKey(next.families);
     p.session.reconfigure(this.sessionConfig(next));
     if (resetNeeded) {
@@ -422,23 +428,23 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
     if (attrs.largeCommunities?.length) a.largeCommunities = attrs.largeCommunities.map(parseLargeCommunity);
     if (attrs.localPref !== undefined) a.localPref = attrs.localPref;
     if (attrs.med !== undefined) a.med = attrs.med;
-    const key = canonicalPrefix(prefix);
+    const key = prefixKey(canonicalPrefix(prefix));
     const interned = this.interner.intern(a);
     this.rib.set(this.localSource, key, interned, interned);
   }
 
   withdraw(prefix: string): void {
-    this.rib.remove('local', canonicalPrefix(prefix));
+    this.rib.remove('local', prefixKey(canonicalPrefix(prefix)));
   }
 
   /** Every announced prefix. */
   announced(): string[] {
-    return [...this.rib.adjRibIn('local')].map(([p]) => p);
+    return [...this.rib.adjRibIn('local')].map(([p]) => prefixText(p));
   }
 
   locRib(): BestRoute[] {
     const out: BestRoute[] = [];
-    for (const [prefix, best] of this.rib.bestRoutes()) out.push(toBestRoute(prefix, best));
+    for (const [prefix, best] of this.rib.bestRoutes()) out.push(toBestRoute(prefixText(prefix), best));
     return out;
   }
 
@@ -450,7 +456,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
   /** One peer's Adj-RIB-In (pre-policy) with acceptance. */
   adjRibIn(address: string): Array<{ prefix: string; attrs: RouteAttrs; accepted: boolean; stale: boolean }> {
     return [...this.rib.adjRibIn(normAddr(address))].map(([prefix, p]) => ({
-      prefix,
+      prefix: prefixText(prefix),
       attrs: p.raw,
       accepted: p.attrs !== null,
       stale: p.stale,
@@ -460,7 +466,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
   /** What we advertised to one peer. */
   adjRibOut(address: string): Array<{ prefix: string; attrs: RouteAttrs }> {
     const p = this.peersByAddr.get(normAddr(address));
-    return p ? [...p.adjOut].map(([prefix, attrs]) => ({ prefix, attrs })) : [];
+    return p ? [...p.adjOut].map(([prefix, attrs]) => ({ prefix: prefixText(prefix), attrs })) : [];
   }
 
   /** Resolves when every queued export has been handed to the sockets (tests, benchmarks). */
@@ -495,6 +501,8 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
       idleHoldMinSec: c.idleHoldMinSec ?? 1,
       idleHoldMaxSec: c.idleHoldMaxSec ?? 30,
       errorForgetSec: 60,
+      ipv4Keys: true,
+      extendedMessage: c.extendedMessage ?? true,
       gracefulRestart: gr
         ? {
             restartTimeSec: c.restartTimeSec ?? gr.restartTimeSec,
@@ -561,7 +569,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
       const kept = new Set(
         (n.peerGracefulRestart?.families ?? []).filter((f) => f.forwardingPreserved).map((f) => f.family),
       );
-      this.rib.sweepStale(p.cfg.address, (prefix) => !kept.has(familyOfPrefix(prefix)));
+      this.rib.sweepStale(p.cfg.address, (prefix) => !kept.has(familyOfKey(prefix)));
       const staleSec = this.cfg.gracefulRestart?.stalePathTimeSec ?? 360;
       p.staleTimer = this.clock.set(() => {
         p.staleTimer = undefined;
@@ -608,7 +616,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
     const gr = d.negotiated.peerGracefulRestart;
     if (d.graceful && gr && d.negotiated.localGracefulRestart && this.started) {
       const kept = new Set(gr.families.map((f) => f.family));
-      this.rib.removeSource(p.cfg.address, (prefix) => !kept.has(familyOfPrefix(prefix)));
+      this.rib.removeSource(p.cfg.address, (prefix) => !kept.has(familyOfKey(prefix)));
       if (p.staleTimer !== undefined) this.clock.clear(p.staleTimer);
       p.staleTimer = undefined;
       const n = this.rib.markStale(p.cfg.address);
@@ -637,7 +645,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
 
   // ---- internals: receiving -----------------------------------------------------------------
 
-  private importAttrs(p: PeerEntry, src: RouteSource, prefix: string, raw: RouteAttrs): RouteAttrs | null {
+  private importAttrs(p: PeerEntry, src: RouteSource, prefix: PrefixKey, raw: RouteAttrs): RouteAttrs | null {
     // Loop checks: our AS in an eBGP path (RFC 4271 §9.1.2), our router id as ORIGINATOR_ID or
     // our cluster id in CLUSTER_LIST on iBGP (RFC 4456 §8).
     if (!src.ibgp && asPathContains(raw.asPath, this.cfg.asn)) return null;
@@ -645,8 +653,9 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
       if (raw.originatorId === this.cfg.routerId) return null;
       if (this.cfg.clusterId && raw.clusterList?.includes(this.cfg.clusterId)) return null;
     }
-    const out = evaluatePolicy(p.cfg.importPolicy, prefix, raw, {
-      family: prefixFamily(prefix),
+    if (p.cfg.importPolicy === undefined) return raw;
+    const out = evaluatePolicy(p.cfg.importPolicy, prefixText(prefix), raw, {
+      family: keyFamily(prefix),
       peerIbgp: src.ibgp,
       local: false,
       selfNextHop: '',
@@ -664,7 +673,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
     if (eor) {
       const fam = familyOf(eor.afi, eor.safi);
       if (fam) {
-        const n = this.rib.sweepStale(id, (prefix) => familyOfPrefix(prefix) === fam);
+        const n = this.rib.sweepStale(id, (prefix) => familyOfKey(prefix) === fam);
         if (n > 0) this.log.info({ peer: id, family: fam, routes: n }, 'End-of-RIB: stale routes dropped');
         p.eorReceived.add(fam);
         this.emit('endOfRib', id, fam);
@@ -673,28 +682,37 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
       return;
     }
     if (outcome.kind === 'treat-as-withdraw') {
-      for (const x of outcome.withdrawn) this.rib.remove(id, x.prefix);
+      for (const x of outcome.withdrawn) this.rib.remove(id, keyOfDecoded(x.family, x.prefix));
       return;
     }
     const a = m.attributes;
-    for (const x of m.withdrawn) this.rib.remove(id, x.prefix);
-    if (a.mpUnreach) for (const x of a.mpUnreach.nlri) this.rib.remove(id, x.prefix);
+    // The session decodes the classic IPv4 fields as prefix keys (ipv4Keys); Nlri objects come
+    // in MP_REACH / MP_UNREACH, and in the classic fields only when ADD-PATH is received.
+    for (const k of m.withdrawnKeys ?? []) this.rib.remove(id, k);
+    for (const x of m.withdrawn) this.rib.remove(id, keyOfDecoded(x.family, x.prefix));
+    if (a.mpUnreach) for (const x of a.mpUnreach.nlri) this.rib.remove(id, keyOfDecoded(x.family, x.prefix));
     const { mpReach, mpUnreach: _u, ...rest } = a;
     const base = { ...rest, origin: a.origin ?? ORIGIN_IGP, asPath: a.asPath ?? [] };
-    if (m.nlri.length > 0) this.install(p, src, m.nlri, { ...base, nextHop: a.nextHop ?? '' });
-    if (mpReach && mpReach.nlri.length > 0)
-      this.install(p, src, mpReach.nlri, { ...base, nextHop: mpReach.nextHop });
+    const v4 = m.nlriKeys ?? keysOf(m.nlri);
+    if (v4.length > 0) this.install(p, src, 4, v4, { ...base, nextHop: a.nextHop ?? '' });
+    if (mpReach && mpReach.nlri.length > 0) {
+      const family = mpReach.nlri[0]!.family;
+      this.install(p, src, family, keysOf(mpReach.nlri), { ...base, nextHop: mpReach.nextHop });
+    }
   }
 
-  private install(p: PeerEntry, src: RouteSource, nlri: Nlri[], attrs: RouteAttrs): void {
-    const raw = this.interner.intern(attrs);
+  /** Installs one UPDATE field's prefixes (all of `family`) with one attribute set. */
+  private install(
+    p: PeerEntry,
+    src: RouteSource,
+    family: 4 | 6,
+    prefixes: readonly PrefixKey[],
+    attrs: RouteAttrs,
+  ): void {
+    // One field carries one family: check negotiation once, not per prefix.
     const negotiated = p.session.info?.families ?? [];
-    // One UPDATE carries one family's NLRI per field; check negotiation per family, not per prefix.
-    const has4 = negotiated.includes('ipv4-unicast');
-    const has6 = negotiated.includes('ipv6-unicast');
-    const prefixes: string[] = [];
-    for (const x of nlri) if (x.family === 4 ? has4 : has6) prefixes.push(x.prefix);
-    if (prefixes.length === 0) return;
+    if (!negotiated.includes(family === 4 ? 'ipv4-unicast' : 'ipv6-unicast')) return;
+    const raw = this.interner.intern(attrs);
     if (p.cfg.importPolicy === undefined) {
       // Without an import policy the result depends only on the attributes (loop checks): decide
       // it once for the whole UPDATE.
@@ -710,7 +728,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
     if (!fam || !p.target) return;
     this.log.info({ peer: p.cfg.address, family: fam }, 'route refresh requested: re-sending Adj-RIB-Out');
     for (const prefix of [...p.adjOut.keys()]) {
-      if (familyOfPrefix(prefix) === fam) {
+      if (familyOfKey(prefix) === fam) {
         p.adjOut.delete(prefix);
         p.pending.push(prefix);
       }
@@ -720,22 +738,28 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
 
   // ---- internals: exporting -----------------------------------------------------------------
 
-  private onBestChange(prefix: string, best: readonly Path[]): void {
+  private onBestChange(prefix: PrefixKey, best: readonly Path[]): void {
     if (this.listenerCount('routeChanged') > 0) {
-      this.emit('routeChanged', prefix, best.length > 0 ? toBestRoute(prefix, best) : null);
+      const text = prefixText(prefix);
+      this.emit('routeChanged', text, best.length > 0 ? toBestRoute(text, best) : null);
     }
-    // Only peers being exported to care; a peer that comes up later gets a full export anyway.
-    if (!this.exportPeers()) return;
+    // Only peers being exported to care (a peer that comes up later gets a full export anyway),
+    // and not the peer the new best came from unless we had advertised the prefix to it.
+    const from = best[0]?.source.id ?? '';
+    if (!this.exportWanted(prefix, from)) return;
     this.dirty.push(prefix);
-    this.dirtyFrom.push(best[0]?.source.id ?? '');
+    this.dirtyFrom.push(from);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
     }
   }
 
-  private exportPeers(): boolean {
-    for (const p of this.peersByAddr.values()) if (p.target) return true;
+  /** Whether a best-path change (new best from `from`) may change what some peer is sent. */
+  private exportWanted(prefix: PrefixKey, from: string): boolean {
+    for (const p of this.peersByAddr.values()) {
+      if (p.target && (p.cfg.address !== from || p.adjOut.has(prefix))) return true;
+    }
     return false;
   }
 
@@ -791,7 +815,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
     const memo = new Map<RouteAttrs, Map<string, RouteAttrs | null>>();
     let done = 0;
     for (let prefix = p.pending.shift(); prefix !== undefined; prefix = p.pending.shift()) {
-      const family = prefixFamily(prefix);
+      const family = keyFamily(prefix);
       if (!families.has(family === 4 ? 'ipv4-unicast' : 'ipv6-unicast')) continue;
       const best = this.rib.bestPath(prefix);
       let out: RouteAttrs | null = null;
@@ -810,7 +834,7 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
           bySource.set(k, base);
         }
         if (base !== null) {
-          out = applyExportPolicy(prefix, base, best, target);
+          out = applyExportPolicy(prefixText(prefix), base, best, target);
           if (out !== null && out !== base) out = this.interner.intern(out);
         }
       }
@@ -826,10 +850,10 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
           g = [];
           groups.set(out, g);
         }
-        g.push({ family, prefix });
+        g.push({ family, prefix: prefixText(prefix) });
       } else {
         p.adjOut.delete(prefix);
-        withdraw.push({ family, prefix });
+        withdraw.push({ family, prefix: prefixText(prefix) });
       }
       if (++done >= EXPORT_CHUNK) break;
     }
@@ -860,18 +884,18 @@ export class Speaker extends EventEmitter<SpeakerEvents> {
 }
 
 class PrefixQueue {
-  private items: string[] = [];
+  private items: PrefixKey[] = [];
   private head = 0;
 
   get size(): number {
     return this.items.length - this.head;
   }
 
-  push(p: string): void {
+  push(p: PrefixKey): void {
     this.items.push(p);
   }
 
-  shift(): string | undefined {
+  shift(): PrefixKey | undefined {
     if (this.head >= this.items.length) {
       if (this.items.length > 0) this.clear();
       return undefined;
@@ -899,8 +923,12 @@ function defaultFamilies(address: string): FamilyName[] {
   return isIP(address) === 6 ? ['ipv6-unicast'] : ['ipv4-unicast'];
 }
 
-function familyOfPrefix(prefix: string): FamilyName {
-  return prefix.includes(':') ? 'ipv6-unicast' : 'ipv4-unicast';
+function keysOf(nlri: readonly Nlri[]): PrefixKey[] {
+  return nlri.map((x) => keyOfDecoded(x.family, x.prefix));
+}
+
+function familyOfKey(prefix: PrefixKey): FamilyName {
+  return keyFamily(prefix) === 4 ? 'ipv4-unicast' : 'ipv6-unicast';
 }
 
 export class PrefixError extends Error {

@@ -203,11 +203,14 @@ export type Frame = { ok: true; bytes: Buffer } | { ok: false; error: BgpDecodeE
 
 /**
  * Cuts a TCP byte stream into whole messages. Feed it chunks as they arrive; it yields each
- * complete message (header checked) and keeps the remainder. After a header error the stream
- * cannot be resynchronised: the framer yields that error and then nothing more.
+ * complete message (header checked) and keeps the remainder. Messages that lie inside one chunk
+ * are yielded as views of it (no copy); only a message cut across chunks is copied together, so
+ * a fast stream costs no per-chunk concatenation. After a header error the stream cannot be
+ * resynchronised: the framer yields that error and then nothing more.
  */
 export class MessageFramer {
-  private chunks: Buffer[] = [];
+  /** Pieces of the message cut at the end of the last chunk (views of earlier chunks). */
+  private pieces: Buffer[] = [];
   private buffered = 0;
   private failed = false;
 
@@ -220,33 +223,60 @@ export class MessageFramer {
 
   *push(chunk: Buffer): Generator<Frame> {
     if (this.failed) return;
-    if (chunk.length > 0) {
-      this.chunks.push(chunk);
-      this.buffered += chunk.length;
-    }
-    let buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
     let at = 0;
-    try {
-      while (buf.length - at >= HEADER_LENGTH) {
-        const len = checkHeader(buf.subarray(at, at + HEADER_LENGTH), this.opts);
-        if (len instanceof BgpDecodeError) {
-          this.failed = true;
-          this.chunks = [];
-          this.buffered = 0;
-          yield { ok: false, error: len };
-          return;
-        }
-        if (buf.length - at < len) break;
-        const bytes = buf.subarray(at, at + len);
-        at += len;
-        yield { ok: true, bytes };
+    if (this.buffered > 0) {
+      // Complete the cut message: first its header (for the length), then the rest.
+      const wantHeader = Math.max(0, HEADER_LENGTH - this.buffered);
+      if (wantHeader > 0) {
+        const take = Math.min(wantHeader, chunk.length);
+        this.hold(chunk.subarray(0, take));
+        at = take;
+        if (this.buffered < HEADER_LENGTH) return;
       }
-    } finally {
-      if (!this.failed) {
-        buf = buf.subarray(at);
-        this.chunks = buf.length > 0 ? [buf] : [];
-        this.buffered = buf.length;
+      const joined = this.pieces.length === 1 ? this.pieces[0]! : Buffer.concat(this.pieces, this.buffered);
+      const len = checkHeader(joined, this.opts);
+      if (len instanceof BgpDecodeError) {
+        yield this.fail(len);
+        return;
       }
+      const take = Math.min(len - this.buffered, chunk.length - at);
+      const tail = chunk.subarray(at, at + take);
+      at += take;
+      if (this.buffered + take < len) {
+        this.pieces = [joined];
+        this.hold(tail);
+        return;
+      }
+      const bytes = Buffer.concat([joined, tail], len);
+      this.pieces = [];
+      this.buffered = 0;
+      yield { ok: true, bytes };
     }
+    while (chunk.length - at >= HEADER_LENGTH) {
+      const len = checkHeader(chunk.subarray(at, at + HEADER_LENGTH), this.opts);
+      if (len instanceof BgpDecodeError) {
+        yield this.fail(len);
+        return;
+      }
+      if (chunk.length - at < len) break;
+      const bytes = chunk.subarray(at, at + len);
+      at += len;
+      yield { ok: true, bytes };
+      if (this.failed) return;
+    }
+    if (at < chunk.length) this.hold(chunk.subarray(at));
+  }
+
+  private hold(piece: Buffer): void {
+    if (piece.length === 0) return;
+    this.pieces.push(piece);
+    this.buffered += piece.length;
+  }
+
+  private fail(e: BgpDecodeError): Frame {
+    this.failed = true;
+    this.pieces = [];
+    this.buffered = 0;
+    return { ok: false, error: e };
   }
 }

@@ -45,6 +45,65 @@ export function decodePrefixes(
   return out;
 }
 
+/**
+ * An IPv4 prefix as one number: address × 64 + length (address unsigned, host bits clear).
+ * Exact in a double, ordered like (address, length), and cheap to hash.
+ */
+export function ipv4PrefixKey(addr: number, len: number): number {
+  return addr * 64 + len;
+}
+
+/** The prefix length of an IPv4 prefix key (no `%`: on a double that is a call to fmod). */
+export function ipv4KeyLength(key: number): number {
+  return key - Math.floor(key / 64) * 64;
+}
+
+/** "a.b.c.d/n" of an IPv4 prefix key. */
+export function ipv4KeyText(key: number): string {
+  const a = Math.floor(key / 64);
+  return `${OCTET[a >>> 24]}.${OCTET[(a >>> 16) & 255]}.${OCTET[(a >>> 8) & 255]}.${OCTET[a & 255]}${SLASH_LEN[key - a * 64]}`;
+}
+
+/**
+ * Decodes a run of IPv4 prefixes occupying exactly buf[start, end) into prefix keys, trailing
+ * bits beyond each length cleared. Throws NlriParseError on overrun or a length > 32.
+ */
+export function decodeIpv4Keys(buf: Uint8Array, start: number, end: number): number[] {
+  const out: number[] = [];
+  let i = start;
+  while (i < end) {
+    const bits = buf[i++]!;
+    if (bits > 32) throw new NlriParseError(4, `prefix length ${bits} > 32`);
+    const bytes = (bits + 7) >> 3;
+    if (i + bytes > end) throw new NlriParseError(4, `prefix /${bits} overruns the field`);
+    const b0 = bytes > 0 ? buf[i]! : 0;
+    const b1 = bytes > 1 ? buf[i + 1]! : 0;
+    const b2 = bytes > 2 ? buf[i + 2]! : 0;
+    const b3 = bytes > 3 ? buf[i + 3]! : 0;
+    i += bytes;
+    // Trailing bits beyond the length are irrelevant (RFC 4271 §4.3): cleared.
+    const mask = bits === 0 ? 0 : 0xffffffff << (32 - bits);
+    out.push(((((b0 << 24) | (b1 << 16) | (b2 << 8) | b3) & mask) >>> 0) * 64 + bits);
+  }
+  return out;
+}
+
+/** Wire size of an IPv4 prefix key's NLRI entry. */
+export function ipv4KeyWireLength(key: number): number {
+  return 1 + ((ipv4KeyLength(key) + 7) >> 3);
+}
+
+/** Writes an IPv4 prefix key as an NLRI entry at `at`; returns the next offset. */
+export function writeIpv4Key(out: Uint8Array, at: number, key: number): number {
+  const a = Math.floor(key / 64);
+  const bits = key - a * 64;
+  let j = at;
+  out[j++] = bits;
+  const n = (bits + 7) >> 3;
+  for (let k = 0; k < n; k++) out[j++] = (a >>> (24 - 8 * k)) & 255;
+  return j;
+}
+
 const OCTET: readonly string[] = Array.from({ length: 256 }, (_, i) => String(i));
 const SLASH_LEN: readonly string[] = Array.from({ length: 129 }, (_, i) => `/${i}`);
 

@@ -242,6 +242,13 @@ export interface UpdateMessage {
   attributes: PathAttributes;
   /** IPv4 unicast reachable routes (the classic field). */
   nlri: Nlri[];
+  /**
+   * The classic fields' prefixes as IPv4 prefix keys (address × 64 + length, see
+   * `ipv4PrefixKey`) instead of Nlri objects: decoded so with `CodecOptions.ipv4Keys` (then
+   * `withdrawn` and `nlri` are empty); encoded after `withdrawn` / `nlri` when present.
+   */
+  withdrawnKeys?: number[];
+  nlriKeys?: number[];
 }
 
 export interface NotificationMessage {
@@ -289,6 +296,12 @@ export interface CodecOptions {
    * CLUSTER_LIST discarded from eBGP, AS_CONFED segments from eBGP). Unset: those checks are skipped.
    */
   ibgp?: boolean;
+  /**
+   * Decode the classic IPv4 Withdrawn Routes and NLRI fields into `withdrawnKeys` / `nlriKeys`
+   * (numbers: no object or text per prefix) rather than `withdrawn` / `nlri`. For receivers that
+   * key their tables by number; ignored when ADD-PATH is received for IPv4 (keys carry no path id).
+   */
+  ipv4Keys?: boolean;
 }
 
 /**

@@ -2,7 +2,16 @@
 // End-of-RIB markers (RFC 4724 §2) and packing of many prefixes into few UPDATEs.
 import { type DecodedAttributes, decodeAttributes, encodeAttributes, familyKey } from './attributes.js';
 import { BgpDecodeError, BgpEncodeError, NO_DATA } from './errors.js';
-import { decodePrefixes, NlriParseError, nlriWireLength, writeNlri } from './nlri.js';
+import {
+  decodeIpv4Keys,
+  decodePrefixes,
+  ipv4KeyText,
+  ipv4KeyWireLength,
+  NlriParseError,
+  nlriWireLength,
+  writeIpv4Key,
+  writeNlri,
+} from './nlri.js';
 import {
   AFI_IPV4,
   AFI_IPV6,
@@ -48,11 +57,19 @@ export function decodeUpdateBody(b: Uint8Array, opts: CodecOptions): UpdateDecod
     );
   }
   const v4Rx = opts.addPath?.receive?.has(familyKey(AFI_IPV4, SAFI_UNICAST)) ?? false;
-  let withdrawn: Nlri[];
-  let nlri: Nlri[];
+  const keyed = opts.ipv4Keys === true && !v4Rx;
+  let withdrawn: Nlri[] = [];
+  let nlri: Nlri[] = [];
+  let withdrawnKeys: number[] | undefined;
+  let nlriKeys: number[] | undefined;
   try {
-    withdrawn = decodePrefixes(b, 2, 2 + wlen, 4, v4Rx);
-    nlri = decodePrefixes(b, attrStart + alen, b.length, 4, v4Rx);
+    if (keyed) {
+      withdrawnKeys = decodeIpv4Keys(b, 2, 2 + wlen);
+      nlriKeys = decodeIpv4Keys(b, attrStart + alen, b.length);
+    } else {
+      withdrawn = decodePrefixes(b, 2, 2 + wlen, 4, v4Rx);
+      nlri = decodePrefixes(b, attrStart + alen, b.length, 4, v4Rx);
+    }
   } catch (e) {
     // RFC 7606 §5.3: NLRI that cannot be parsed leave no way to withdraw precisely → reset.
     if (e instanceof NlriParseError) return updateError(UpdateSubcode.InvalidNetworkField, e.message);
@@ -60,7 +77,9 @@ export function decodeUpdateBody(b: Uint8Array, opts: CodecOptions): UpdateDecod
   }
   const d: DecodedAttributes = decodeAttributes(b, attrStart, attrStart + alen, opts);
   if (d.reset) return d.reset;
-  const message: UpdateMessage = { type: 'update', withdrawn, attributes: d.attributes, nlri };
+  const message: UpdateMessage = keyed
+    ? { type: 'update', withdrawn, attributes: d.attributes, nlri, withdrawnKeys, nlriKeys }
+    : { type: 'update', withdrawn, attributes: d.attributes, nlri };
   const problems = [...d.problems, ...missingMandatory(message, alen, opts)];
   return { message, outcome: decideOutcome(message, problems) };
 }
@@ -68,8 +87,8 @@ export function decodeUpdateBody(b: Uint8Array, opts: CodecOptions): UpdateDecod
 /** RFC 7606 §3 d: well-known mandatory attributes missing from an UPDATE that carries NLRI. */
 function missingMandatory(m: UpdateMessage, alen: number, opts: CodecOptions): AttributeProblem[] {
   const out: AttributeProblem[] = [];
-  const reach =
-    m.nlri.length > 0 || (m.attributes.mpReach !== undefined && m.attributes.mpReach.nlri.length > 0);
+  const v4Reach = m.nlri.length > 0 || (m.nlriKeys?.length ?? 0) > 0;
+  const reach = v4Reach || (m.attributes.mpReach !== undefined && m.attributes.mpReach.nlri.length > 0);
   if (!reach) return out;
   const a = m.attributes;
   // A problem already recorded for the attribute explains its absence; do not report it twice.
@@ -77,7 +96,7 @@ function missingMandatory(m: UpdateMessage, alen: number, opts: CodecOptions): A
     out.push({ code, reason: `missing well-known attribute ${name}`, action: 'treat-as-withdraw' });
   if (alen === 0 || a.origin === undefined) miss(AttrType.Origin, 'ORIGIN');
   if (a.asPath === undefined) miss(AttrType.AsPath, 'AS_PATH');
-  if (m.nlri.length > 0 && a.nextHop === undefined) miss(AttrType.NextHop, 'NEXT_HOP');
+  if (v4Reach && a.nextHop === undefined) miss(AttrType.NextHop, 'NEXT_HOP');
   if (opts.ibgp === true && a.localPref === undefined) miss(AttrType.LocalPref, 'LOCAL_PREF');
   return out;
 }
@@ -86,9 +105,13 @@ function missingMandatory(m: UpdateMessage, alen: number, opts: CodecOptions): A
 function decideOutcome(m: UpdateMessage, problems: AttributeProblem[]): UpdateOutcome {
   if (problems.length === 0) return { kind: 'ok' };
   if (problems.some((p) => p.action === 'treat-as-withdraw')) {
+    // Rare path: keyed prefixes get their text form here so that the outcome lists them all.
+    const keyNlri = (key: number): Nlri => ({ family: 4, prefix: ipv4KeyText(key) });
     const withdrawn = [
       ...m.withdrawn,
+      ...(m.withdrawnKeys ?? []).map(keyNlri),
       ...m.nlri,
+      ...(m.nlriKeys ?? []).map(keyNlri),
       ...(m.attributes.mpReach?.nlri ?? []),
       ...(m.attributes.mpUnreach?.nlri ?? []),
     ];
@@ -102,8 +125,13 @@ function decideOutcome(m: UpdateMessage, problems: AttributeProblem[]): UpdateOu
 export function encodeUpdateBody(m: UpdateMessage, opts: CodecOptions): Uint8Array {
   const v4Tx = opts.addPath?.send?.has(familyKey(AFI_IPV4, SAFI_UNICAST)) ?? false;
   const attrs = encodeAttributes(m.attributes, opts);
-  const wlen = m.withdrawn.reduce((n, x) => n + nlriWireLength(x, v4Tx), 0);
-  const nlen = m.nlri.reduce((n, x) => n + nlriWireLength(x, v4Tx), 0);
+  if (v4Tx && ((m.withdrawnKeys?.length ?? 0) > 0 || (m.nlriKeys?.length ?? 0) > 0)) {
+    throw new BgpEncodeError('UPDATE', 'IPv4 prefix keys carry no ADD-PATH path identifier');
+  }
+  let wlen = m.withdrawn.reduce((n, x) => n + nlriWireLength(x, v4Tx), 0);
+  for (const k of m.withdrawnKeys ?? []) wlen += ipv4KeyWireLength(k);
+  let nlen = m.nlri.reduce((n, x) => n + nlriWireLength(x, v4Tx), 0);
+  for (const k of m.nlriKeys ?? []) nlen += ipv4KeyWireLength(k);
   const total = 4 + wlen + attrs.length + nlen;
   const max = (opts.extendedMessage ? 65535 : MAX_MESSAGE_LENGTH) - HEADER_LENGTH;
   if (total > max)
@@ -117,6 +145,7 @@ export function encodeUpdateBody(m: UpdateMessage, opts: CodecOptions): Uint8Arr
       throw new BgpEncodeError('UPDATE', `withdrawn ${x.prefix} is not IPv4 (use MP_UNREACH_NLRI)`);
     i = writeNlri(out, i, x, v4Tx);
   }
+  for (const k of m.withdrawnKeys ?? []) i = writeIpv4Key(out, i, k);
   out[i++] = attrs.length >> 8;
   out[i++] = attrs.length & 255;
   out.set(attrs, i);
@@ -126,6 +155,7 @@ export function encodeUpdateBody(m: UpdateMessage, opts: CodecOptions): Uint8Arr
       throw new BgpEncodeError('UPDATE', `NLRI ${x.prefix} is not IPv4 (use MP_REACH_NLRI)`);
     i = writeNlri(out, i, x, v4Tx);
   }
+  for (const k of m.nlriKeys ?? []) i = writeIpv4Key(out, i, k);
   return out;
 }
 
@@ -142,6 +172,7 @@ export function endOfRib(family: AfiSafi): UpdateMessage {
 /** The family this UPDATE marks End-of-RIB for, or null if it is not an End-of-RIB marker. */
 export function endOfRibFamily(m: UpdateMessage): AfiSafi | null {
   if (m.withdrawn.length > 0 || m.nlri.length > 0) return null;
+  if ((m.withdrawnKeys?.length ?? 0) > 0 || (m.nlriKeys?.length ?? 0) > 0) return null;
   const a = m.attributes;
   const keys = Object.keys(a).filter((k) => a[k as keyof PathAttributes] !== undefined);
   if (keys.length === 0) return { afi: AFI_IPV4, safi: SAFI_UNICAST };

@@ -1,10 +1,11 @@
 // Adj-RIB-In and Loc-RIB in one table: each destination holds every peer's path for it (the
 // peer's Adj-RIB-In entry, pre-policy attributes kept beside the accepted ones) and the selected
-// best path(s). One Map keyed by canonical prefix text; attribute sets are shared (interned)
-// objects, and a destination with a single path is that path itself, so the common route costs
-// one map entry and one small path object.
+// best path(s). One PrefixMap keyed by prefix key (a number for IPv4: see prefix.ts); attribute
+// sets are shared (interned) objects, and a destination with a single path is that path itself,
+// so the common route costs one map entry and no object of its own.
 import type { RouteAttrs } from './attrs.js';
 import { selectBest } from './decision.js';
+import { type PrefixKey, PrefixMap } from './prefix.js';
 import type { RouteSource } from './source.js';
 
 export interface Path {
@@ -40,7 +41,7 @@ type Entry = Path | Dest;
 
 const NO_BEST: readonly Path[] = Object.freeze([]);
 
-export type BestChangeListener = (prefix: string, best: readonly Path[]) => void;
+export type BestChangeListener = (prefix: PrefixKey, best: readonly Path[]) => void;
 
 export interface SourceCounts {
   received: number;
@@ -48,12 +49,16 @@ export interface SourceCounts {
 }
 
 export class Rib {
-  private readonly dests = new Map<string, Entry>();
+  private readonly dests = new PrefixMap<Entry>();
   private readonly counts = new Map<string, SourceCounts>();
   /** Destinations with a best path (the Loc-RIB's size). */
   bestCount = 0;
   /** The last non-stale path made: a run of prefixes from one UPDATE shares it. */
   private lastPath: Path | null = null;
+  /** Sources that may still have stale paths (set by markStale, cleared by a sweep that finds none left). */
+  private readonly staleSources = new Set<string>();
+  /** `[lastPath]`, frozen: the best-path list handed to the listener for a single-path prefix. */
+  private lastSingle: readonly Path[] = NO_BEST;
 
   constructor(
     private readonly opts: { ecmp: boolean },
@@ -61,7 +66,7 @@ export class Rib {
   ) {}
 
   /** Installs or replaces `source`'s path for `prefix`. */
-  set(source: RouteSource, prefix: string, raw: RouteAttrs, attrs: RouteAttrs | null): void {
+  set(source: RouteSource, prefix: PrefixKey, raw: RouteAttrs, attrs: RouteAttrs | null): void {
     this.setWith(source, prefix, raw, attrs, this.countsOf(source.id));
   }
 
@@ -71,9 +76,9 @@ export class Rib {
    */
   setMany(
     source: RouteSource,
-    prefixes: readonly string[],
+    prefixes: readonly PrefixKey[],
     raw: RouteAttrs,
-    attrsOf: (prefix: string) => RouteAttrs | null,
+    attrsOf: (prefix: PrefixKey) => RouteAttrs | null,
   ): void {
     const c = this.countsOf(source.id);
     for (const prefix of prefixes) this.setWith(source, prefix, raw, attrsOf(prefix), c);
@@ -81,7 +86,7 @@ export class Rib {
 
   private setWith(
     source: RouteSource,
-    prefix: string,
+    prefix: PrefixKey,
     raw: RouteAttrs,
     attrs: RouteAttrs | null,
     c: SourceCounts,
@@ -94,7 +99,7 @@ export class Rib {
       if (attrs !== null) {
         c.accepted++;
         this.bestCount++;
-        this.onBestChange(prefix, [path]);
+        this.onBestChange(prefix, this.lastSingle);
       }
       return;
     }
@@ -111,7 +116,7 @@ export class Rib {
         if (attrs !== null) c.accepted++;
         this.bestCount += (attrs !== null ? 1 : 0) - (e.attrs !== null ? 1 : 0);
         // One source: the best changes exactly when its eligible attributes do.
-        if (e.attrs !== attrs) this.onBestChange(prefix, attrs !== null ? [path] : NO_BEST);
+        if (e.attrs !== attrs) this.onBestChange(prefix, attrs !== null ? this.lastSingle : NO_BEST);
         return;
       }
       // A second source: from here on a full destination with the decision process.
@@ -143,7 +148,7 @@ export class Rib {
   }
 
   /** Removes `source`'s path for `prefix`; false when it had none. */
-  remove(sourceId: string, prefix: string): boolean {
+  remove(sourceId: string, prefix: PrefixKey): boolean {
     const e = this.dests.get(prefix);
     if (e === undefined) return false;
     if (!(e instanceof Dest)) {
@@ -172,89 +177,119 @@ export class Rib {
   }
 
   /** Removes every path of a source matching `filter` (all of them by default); returns how many. */
-  removeSource(sourceId: string, filter?: (prefix: string, p: Path) => boolean): number {
+  removeSource(sourceId: string, filter?: (prefix: PrefixKey, p: Path) => boolean): number {
     let n = 0;
-    for (const [prefix, e] of this.dests) {
+    this.dests.forEach((e, prefix) => {
       const p = pathOf(e, sourceId);
       if (p && (!filter || filter(prefix, p)) && this.remove(sourceId, prefix)) n++;
+    });
+    if (!filter) {
+      this.counts.delete(sourceId);
+      this.staleSources.delete(sourceId);
     }
-    if (!filter) this.counts.delete(sourceId);
     return n;
   }
 
   /** Graceful restart helper: marks a source's paths (optionally of some prefixes only) stale. */
-  markStale(sourceId: string, filter?: (prefix: string) => boolean): number {
+  markStale(sourceId: string, filter?: (prefix: PrefixKey) => boolean): number {
     let n = 0;
-    for (const [prefix, e] of this.dests) {
-      if (filter && !filter(prefix)) continue;
+    // One stale copy per shared path, not one per prefix.
+    const copies = new Map<Path, Path>();
+    const staleOf = (p: Path): Path => {
+      let c = copies.get(p);
+      if (c === undefined) {
+        c = { ...p, stale: true };
+        copies.set(p, c);
+      }
+      return c;
+    };
+    this.dests.forEach((e, prefix) => {
+      if (filter && !filter(prefix)) return;
       if (!(e instanceof Dest)) {
-        if (e.source.id !== sourceId) continue;
-        if (!e.stale) this.dests.set(prefix, { ...e, stale: true });
+        if (e.source.id !== sourceId) return;
+        if (!e.stale) this.dests.set(prefix, staleOf(e));
         n++;
-        continue;
+        return;
       }
       const i = e.paths.findIndex((x) => x.source.id === sourceId);
-      if (i < 0) continue;
+      if (i < 0) return;
       const p = e.paths[i]!;
-      if (!p.stale) replaceIn(e, i, { ...p, stale: true });
+      if (!p.stale) replaceIn(e, i, staleOf(p));
       n++;
-    }
+    });
+    if (n > 0) this.staleSources.add(sourceId);
     return n;
   }
 
   /** Drops the source's paths still stale (after End-of-RIB or the restart/stale timer). */
-  sweepStale(sourceId: string, filter?: (prefix: string) => boolean): number {
-    return this.removeSource(sourceId, (prefix, p) => p.stale && (!filter || filter(prefix)));
+  sweepStale(sourceId: string, filter?: (prefix: PrefixKey) => boolean): number {
+    // Every End-of-RIB asks: without this, a full table would be walked for nothing.
+    if (!this.staleSources.has(sourceId)) return 0;
+    let left = 0;
+    const n = this.removeSource(sourceId, (prefix, p) => {
+      if (!p.stale) return false;
+      if (!filter || filter(prefix)) return true;
+      left++;
+      return false;
+    });
+    if (left === 0) this.staleSources.delete(sourceId);
+    return n;
   }
 
   /** Re-runs import for every path of a source (policy changed): `reimport(prefix, raw)` gives new attrs. */
-  reimport(sourceId: string, reimport: (prefix: string, raw: RouteAttrs) => RouteAttrs | null): void {
-    for (const [prefix, e] of this.dests) {
+  reimport(sourceId: string, reimport: (prefix: PrefixKey, raw: RouteAttrs) => RouteAttrs | null): void {
+    this.dests.forEach((e, prefix) => {
       const p = pathOf(e, sourceId);
       if (p) this.set(p.source, prefix, p.raw, reimport(prefix, p.raw));
-    }
+    });
   }
 
-  best(prefix: string): readonly Path[] {
+  best(prefix: PrefixKey): readonly Path[] {
     const e = this.dests.get(prefix);
     return e === undefined ? NO_BEST : bestOf(e);
   }
 
   /** The first best path alone (no array): the export loop's question. */
-  bestPath(prefix: string): Path | null {
+  bestPath(prefix: PrefixKey): Path | null {
     const e = this.dests.get(prefix);
     if (e === undefined) return null;
     if (e instanceof Dest) return e.best;
     return e.attrs !== null ? e : null;
   }
 
-  paths(prefix: string): readonly Path[] {
+  paths(prefix: PrefixKey): readonly Path[] {
     const e = this.dests.get(prefix);
     if (e === undefined) return NO_BEST;
     return e instanceof Dest ? e.paths : [e];
   }
 
   /** Loc-RIB: every destination with a best path. */
-  *bestRoutes(): IterableIterator<[string, readonly Path[]]> {
-    for (const [prefix, e] of this.dests) {
+  bestRoutes(): Array<[PrefixKey, readonly Path[]]> {
+    const out: Array<[PrefixKey, readonly Path[]]> = [];
+    this.dests.forEach((e, prefix) => {
       const b = bestOf(e);
-      if (b.length > 0) yield [prefix, b];
-    }
+      if (b.length > 0) out.push([prefix, b]);
+    });
+    return out;
   }
 
   /** Prefixes of every destination with a best path (no per-route arrays). */
-  *bestPrefixes(): IterableIterator<string> {
-    for (const [prefix, e] of this.dests) {
-      if (e instanceof Dest ? e.best !== null : e.attrs !== null) yield prefix;
-    }
+  bestPrefixes(): PrefixKey[] {
+    const out: PrefixKey[] = [];
+    this.dests.forEach((e, prefix) => {
+      if (e instanceof Dest ? e.best !== null : e.attrs !== null) out.push(prefix);
+    });
+    return out;
   }
 
   /** A source's Adj-RIB-In. */
-  *adjRibIn(sourceId: string): IterableIterator<[string, Path]> {
-    for (const [prefix, e] of this.dests) {
+  adjRibIn(sourceId: string): Array<[PrefixKey, Path]> {
+    const out: Array<[PrefixKey, Path]> = [];
+    this.dests.forEach((e, prefix) => {
       const p = pathOf(e, sourceId);
-      if (p) yield [prefix, p];
-    }
+      if (p) out.push([prefix, p]);
+    });
+    return out;
   }
 
   countsOf(sourceId: string): SourceCounts {
@@ -276,10 +311,11 @@ export class Rib {
     if (l !== null && l.source === source && l.raw === raw && l.attrs === attrs) return l;
     const p: Path = { source, raw, attrs, stale: false };
     this.lastPath = p;
+    this.lastSingle = Object.freeze([p]);
     return p;
   }
 
-  private reselect(prefix: string, d: Dest): void {
+  private reselect(prefix: PrefixKey, d: Dest): void {
     const best = d.paths.length === 0 ? NO_BEST : selectBest(d.paths, this.opts.ecmp);
     const changed = !sameBest(best, destBest(d));
     this.bestCount += (best.length > 0 ? 1 : 0) - (d.best ? 1 : 0);

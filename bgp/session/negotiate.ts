@@ -30,11 +30,14 @@ export interface LocalOpenParams {
   holdTimeSec: number;
   families: readonly FamilyName[];
   gracefulRestart?: { restartTimeSec: number; restarting: boolean; forwardingPreserved: boolean };
+  /** Announce the extended message capability (RFC 8654). Default true. */
+  extendedMessage?: boolean;
 }
 
 export function buildOpen(p: LocalOpenParams): OpenMessage {
   const caps: Capability[] = p.families.map((f) => ({ kind: 'multiprotocol', ...FAMILY_AFI[f] }));
   caps.push({ kind: 'route-refresh' }, { kind: 'as4', asn: p.asn });
+  if (p.extendedMessage !== false) caps.push({ kind: 'extended-message' });
   if (p.gracefulRestart) {
     caps.push({
       kind: 'graceful-restart',
@@ -73,7 +76,16 @@ export interface Negotiated {
   peerGracefulRestart: PeerGracefulRestart | null;
   /** We announced graceful restart too. */
   localGracefulRestart: boolean;
+  /**
+   * RFC 8654: we may send messages up to 65535 octets when the peer announced the capability
+   * (and we did: we send big messages only where we also take them); we accept them when we
+   * announced it. OPEN and KEEPALIVE stay ≤ 4096 either way.
+   */
+  extendedMessage: { send: boolean; receive: boolean };
+  /** For encoding what we send (extendedMessage = the send side). */
   codec: CodecOptions;
+  /** For decoding what we receive (extendedMessage = the receive side). */
+  receiveCodec: CodecOptions;
 }
 
 export function negotiate(local: OpenMessage, remote: OpenMessage, ibgp: boolean): Negotiated {
@@ -92,6 +104,9 @@ export function negotiate(local: OpenMessage, remote: OpenMessage, ibgp: boolean
   const families = ours.filter((f) => theirSet.has(f));
   const has = (o: OpenMessage, k: Capability['kind']) => o.capabilities.some((c) => c.kind === k);
   const gr = remote.capabilities.find((c) => c.kind === 'graceful-restart');
+  const as4 = has(local, 'as4') && has(remote, 'as4');
+  const extReceive = has(local, 'extended-message');
+  const extSend = extReceive && has(remote, 'extended-message');
   return {
     peerAsn: openAsn(remote),
     peerRouterId: remote.bgpId,
@@ -110,6 +125,8 @@ export function negotiate(local: OpenMessage, remote: OpenMessage, ibgp: boolean
           }
         : null,
     localGracefulRestart: has(local, 'graceful-restart'),
-    codec: { as4: has(local, 'as4') && has(remote, 'as4'), ibgp },
+    extendedMessage: { send: extSend, receive: extReceive },
+    codec: { as4, ibgp, extendedMessage: extSend },
+    receiveCodec: { as4, ibgp, extendedMessage: extReceive },
   };
 }

@@ -44,6 +44,14 @@ export interface PeerSessionConfig extends FsmConfig {
   routerId: string;
   families: readonly FamilyName[];
   gracefulRestart?: { restartTimeSec: number; restarting: boolean; forwardingPreserved: boolean };
+  /**
+   * Hand received UPDATEs over with the classic IPv4 fields as prefix keys (`withdrawnKeys`,
+   * `nlriKeys`; see CodecOptions.ipv4Keys) instead of Nlri objects: for an owner whose RIB is
+   * keyed by number, it saves an object and a string per received prefix.
+   */
+  ipv4Keys?: boolean;
+  /** Announce the extended message capability (RFC 8654). Default true. */
+  extendedMessage?: boolean;
 }
 
 export interface SessionDown {
@@ -70,6 +78,8 @@ interface Conn {
   open?: OpenMessage;
   /** Frames waiting to be decoded and processed (UPDATEs and everything behind them). */
   queue: Buffer[];
+  /** Octets in `queue`. */
+  queued: number;
   draining: boolean;
 }
 
@@ -77,8 +87,11 @@ const ipKey = (a: string) => (a.startsWith('::ffff:') ? a.slice(7) : a);
 
 /** Yield to the event loop after this much processing, so timers and sockets get their turn. */
 const SLICE_MS = 8;
-/** Pause reading when this many frames wait (memory bound for a fast sender). */
-const QUEUE_HIGH = 20_000;
+/**
+ * Pause reading when this many octets of frames wait (memory bound for a fast sender; counted in
+ * octets, not frames, since an RFC 8654 frame may be 16× a classic one).
+ */
+const QUEUE_HIGH = 64 * 1024 * 1024;
 
 export class PeerSession extends EventEmitter<PeerSessionEvents> {
   private fsm: FsmData = initialFsm();
@@ -88,7 +101,9 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
   private readonly timers = new Map<TimerName, unknown>();
   private localOpen: OpenMessage;
   private negotiated: Negotiated | null = null;
+  /** Encoding what we send / decoding what we receive: they differ with RFC 8654 (see Negotiated). */
   private codec: CodecOptions = { as4: true };
+  private receiveCodec: CodecOptions = { as4: true };
   private running = false;
   private silent = false;
   since = Date.now();
@@ -288,6 +303,7 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
       holdTimeSec: this.cfg.holdTimeSec,
       families: this.cfg.families,
       gracefulRestart: this.cfg.gracefulRestart,
+      extendedMessage: this.cfg.extendedMessage,
     });
   }
 
@@ -331,7 +347,10 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
 
   private wrap(socket: net.Socket, outgoing: boolean): Conn {
     socket.setNoDelay(true);
-    const c: Conn = { socket, outgoing, framer: new MessageFramer(), queue: [], draining: false };
+    // We announce extended messages from the first OPEN on, so the framer takes them from the
+    // start (its header check still holds OPEN and KEEPALIVE to 4096 octets).
+    const framer = new MessageFramer({ extendedMessage: this.cfg.extendedMessage !== false });
+    const c: Conn = { socket, outgoing, framer, queue: [], queued: 0, draining: false };
     socket.on('data', (chunk: Buffer) => this.onData(c, chunk));
     socket.on('error', (e) => {
       if (c === this.conn) this.lastError = `socket: ${e.message}`;
@@ -381,6 +400,7 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
   /** Lets a queued NOTIFICATION go out, then closes. */
   private closeConn(c: Conn): void {
     c.queue = [];
+    c.queued = 0;
     c.socket.removeAllListeners('data');
     c.socket.end();
     const t = setTimeout(() => c.socket.destroy(), 1000);
@@ -425,9 +445,10 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
         }
         this.dispatch({ type: 'KeepAliveMsg' }); // restarts the hold timer only
       }
-      c.queue.push(Buffer.from(f.bytes));
+      c.queue.push(f.bytes);
+      c.queued += f.bytes.length;
     }
-    if (c.queue.length > QUEUE_HIGH) c.socket.pause();
+    if (c.queued > QUEUE_HIGH) c.socket.pause();
     this.drain(c);
   }
 
@@ -439,9 +460,11 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
       while (c.queue.length > 0) {
         if (c !== this.conn && c !== this.candidate) {
           c.queue = [];
+          c.queued = 0;
           return;
         }
         const bytes = c.queue.shift()!;
+        c.queued -= bytes.length;
         try {
           this.onFrame(c, bytes);
         } catch (e) {
@@ -464,7 +487,7 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
   }
 
   private onFrame(c: Conn, bytes: Buffer): void {
-    const r = decodeMessage(bytes, this.codec);
+    const r = decodeMessage(bytes, this.receiveCodec);
     if (!r.ok) {
       this.onMessageError(c, r.error.notification, r.error.message);
       return;
@@ -548,6 +571,8 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
   private adoptOpen(m: OpenMessage): void {
     this.negotiated = negotiate(this.localOpen, m, this.cfg.peerAsn === this.cfg.localAsn);
     this.codec = this.negotiated.codec;
+    const rx = this.negotiated.receiveCodec;
+    this.receiveCodec = this.cfg.ipv4Keys ? { ...rx, ipv4Keys: true } : rx;
   }
 
   private onCandidateMessage(c: Conn, m: BgpMessage): void {

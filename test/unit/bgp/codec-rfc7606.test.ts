@@ -101,6 +101,16 @@ describe('RFC 7606 §7: per-attribute rules', () => {
     expectWithdraw(update('', `${BASE_ATTRS} 80 04 03 000001`, N), AttrType.Med));
   it('LOCAL_PREF length ≠ 4 → treat-as-withdraw (§7.5)', () =>
     expectWithdraw(update('', `${BASE_ATTRS} 40 05 03 000064`, N), AttrType.LocalPref, IBGP));
+  it('keyed IPv4 NLRI (ipv4Keys): missing NEXT_HOP still noticed; treat-as-withdraw lists the prefixes as text', () => {
+    const bytes = update('', `${ORIGIN_IGP} ${AS_PATH_65001}`, N);
+    const r = decodeMessage(bytes, { as4: true, ipv4Keys: true });
+    assert.ok(r.ok && r.message.type === 'update');
+    assert.deepEqual(r.message.nlriKeys, [0xc0000200 * 64 + 24]);
+    assert.equal(r.outcome.kind, 'treat-as-withdraw');
+    assert.ok(r.outcome.kind === 'treat-as-withdraw');
+    assert.deepEqual(r.outcome.withdrawn, [{ family: 4, prefix: '192.0.2.0/24' }]);
+    assert.ok(r.outcome.problems.some((p) => p.code === AttrType.NextHop));
+  });
   it('LOCAL_PREF from an external peer → discarded (§7.5)', () => {
     const m = expectDiscard(update('', `${BASE_ATTRS} 40 05 04 00000064`, N), AttrType.LocalPref, EBGP);
     assert.equal(m.attributes.localPref, undefined);

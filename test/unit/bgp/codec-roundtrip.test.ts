@@ -8,6 +8,7 @@ import {
   type CodecOptions,
   decodeMessage,
   encodeMessage,
+  ipv4KeyText,
   type Nlri,
   type UpdateMessage,
 } from '../../../bgp/codec/index.js';
@@ -150,6 +151,27 @@ describe('codec round trip (fast-check)', () => {
         roundTrip(m, { as4: false });
       }),
       { numRuns: 400 },
+    );
+  });
+  it('UPDATE decoded with ipv4Keys: the same message, the classic IPv4 fields as keys', () => {
+    fc.assert(
+      fc.property(updateArb, (m) => {
+        const bytes = encodeMessage(m, { as4: true });
+        const text = decodeMessage(bytes, { as4: true });
+        const keyed = decodeMessage(bytes, { as4: true, ipv4Keys: true });
+        assert.ok(text.ok && keyed.ok && keyed.message.type === 'update' && text.message.type === 'update');
+        const k = keyed.message;
+        const asNlri = (keys: number[] | undefined): Nlri[] =>
+          (keys ?? []).map((key) => ({ family: 4, prefix: ipv4KeyText(key) }));
+        assert.deepEqual(k.withdrawn, []);
+        assert.deepEqual(k.nlri, []);
+        const { withdrawnKeys, nlriKeys, ...rest } = k;
+        assert.deepEqual({ ...rest, withdrawn: asNlri(withdrawnKeys), nlri: asNlri(nlriKeys) }, text.message);
+        assert.deepEqual(keyed.outcome, text.outcome);
+        // And keys encode to the same bytes.
+        assert.deepEqual(encodeMessage(k, { as4: true }), bytes);
+      }),
+      { numRuns: 300 },
     );
   });
   it('OPEN, classic or RFC 9072 extended parameters', () => {

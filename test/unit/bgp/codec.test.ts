@@ -8,6 +8,9 @@ import {
   encodeMessage,
   endOfRib,
   endOfRibFamily,
+  ipv4KeyLength,
+  ipv4KeyText,
+  ipv4PrefixKey,
   MessageFramer,
   type OpenMessage,
   packUpdates,
@@ -244,6 +247,65 @@ describe('codec: fixed vectors', () => {
   vector('End-of-RIB IPv6', endOfRib({ afi: 2, safi: 1 }), h(`${MARKER} 001d 02 0000 0006 800f03 0002 01`));
 });
 
+describe('codec: IPv4 prefix keys (ipv4Keys)', () => {
+  const KEYED: CodecOptions = { as4: true, ipv4Keys: true };
+  const attrs = '40 01 01 00  40 02 00  40 03 04 0a000001';
+  const keyed = (buf: Buffer, opts: CodecOptions = KEYED): UpdateMessage => {
+    const r = decodeMessage(buf, opts);
+    if (!r.ok || r.message.type !== 'update') return assert.fail('not an UPDATE');
+    return r.message;
+  };
+
+  it('decodes withdrawn and NLRI to address × 64 + length, trailing host bits cleared', () => {
+    // withdrawn 10.1.0.0/16; NLRI 0.0.0.0/0, 192.0.2.1/32, 198.51.100.255/25 (host bits set on the wire)
+    const m = keyed(update('10 0a01', attrs, '00  20 c0000201  19 c63364ff'));
+    assert.deepEqual(m.withdrawn, []);
+    assert.deepEqual(m.nlri, []);
+    assert.deepEqual(m.withdrawnKeys, [ipv4PrefixKey(0x0a010000, 16)]);
+    assert.deepEqual(m.nlriKeys!.map(ipv4KeyText), ['0.0.0.0/0', '192.0.2.1/32', '198.51.100.128/25']);
+    assert.deepEqual(m.nlriKeys!.map(ipv4KeyLength), [0, 32, 25]);
+    assert.equal(ipv4KeyText(ipv4PrefixKey(0xffffffff, 32)), '255.255.255.255/32');
+  });
+
+  it('a bad prefix length or an overrun is still 3/10 Invalid Network Field', () => {
+    for (const nlri of ['21 0a000000 00', '18 0a00']) {
+      const r = decodeMessage(update('', attrs, nlri), KEYED);
+      assert.ok(!r.ok);
+      assert.deepEqual([r.error.notification.code, r.error.notification.subcode], [3, 10], nlri);
+    }
+  });
+
+  it('End-of-RIB is recognised, a keyed withdraw-only UPDATE is not one', () => {
+    assert.deepEqual(endOfRibFamily(keyed(h(`${MARKER} 0017 02 0000 0000`))), { afi: 1, safi: 1 });
+    assert.equal(endOfRibFamily(keyed(update('10 0a01', ''))), null);
+  });
+
+  it('with ADD-PATH received for IPv4 the option is ignored (keys carry no path id)', () => {
+    const m = keyed(update('', attrs, '00000001 10 0a02'), {
+      ...KEYED,
+      addPath: { receive: new Set(['1/1']) },
+    });
+    assert.equal(m.nlriKeys, undefined);
+    assert.deepEqual(m.nlri, [{ family: 4, prefix: '10.2.0.0/16', pathId: 1 }]);
+  });
+
+  it('keys encode like the Nlri they stand for; not with ADD-PATH send', () => {
+    const base: UpdateMessage = {
+      type: 'update',
+      withdrawn: [],
+      attributes: { origin: 0, asPath: [], nextHop: '10.0.0.1' },
+      nlri: [],
+    };
+    const viaKeys = encodeMessage({ ...base, nlriKeys: [ipv4PrefixKey(0x0a020000, 16)] }, AS4);
+    const viaText = encodeMessage({ ...base, nlri: [{ family: 4, prefix: '10.2.0.0/16' }] }, AS4);
+    assert.equal(viaKeys.toString('hex'), viaText.toString('hex'));
+    assert.throws(
+      () => encodeMessage({ ...base, nlriKeys: [0] }, { as4: true, addPath: { send: new Set(['1/1']) } }),
+      /path identifier/,
+    );
+  });
+});
+
 describe('codec: decoding details', () => {
   it('accepts the extended-length flag on short attributes and clears host bits in prefixes', () => {
     const m = decodeOk(
@@ -450,6 +512,21 @@ describe('codec: framing', () => {
       );
       assert.equal(f.pending, 0);
     }
+  });
+
+  it('a message inside one chunk comes out as a view of it; a cut one is joined once', () => {
+    const f = new MessageFramer();
+    const chunk = Buffer.concat([ka, up, ka.subarray(0, 5)]);
+    const frames = [...f.push(chunk)];
+    assert.equal(frames.length, 2);
+    for (const fr of frames) assert.ok(fr.ok && fr.bytes.buffer === chunk.buffer, 'no copy');
+    assert.equal(f.pending, 5);
+    const rest = [...f.push(Buffer.concat([ka.subarray(5), up]))];
+    assert.deepEqual(
+      rest.map((fr) => (fr.ok ? fr.bytes.toString('hex') : 'error')),
+      [ka, up].map((b) => b.toString('hex')),
+    );
+    assert.equal(f.pending, 0);
   });
 
   it('stops at a header error with the right NOTIFICATION', () => {

@@ -220,11 +220,22 @@ describe(`decoder fuzz (${ITERATIONS} mutations, seed ${SEED})`, () => {
         seen.reset++;
         const n = res.error.notification;
         assert.ok(n.code >= 1 && n.code <= 7, `NOTIFICATION code ${n.code}`);
+        if (i % 4 === 0) {
+          const k = decodeMessage(input, { ...opts, ipv4Keys: true });
+          assert.ok(!k.ok, `keyed decode took what the text decode refused: ${input.toString('hex')}`);
+          assert.deepEqual(k.error.notification, n);
+        }
         continue;
       }
       if (res.outcome.kind === 'treat-as-withdraw') seen.withdraw++;
       else if (res.outcome.kind === 'attribute-discard') seen.discard++;
       else seen.ok++;
+      // The keyed IPv4 decode (what the speaker uses) must reach the same verdict.
+      if (i % 4 === 0) {
+        const k = decodeMessage(input, { ...opts, ipv4Keys: true });
+        assert.ok(k.ok, `keyed decode refused what the text decode took: ${input.toString('hex')}`);
+        assert.deepEqual(k.outcome, res.outcome, `keyed outcome differs on ${input.toString('hex')}`);
+      }
       // Whatever decoded must re-encode (or be refused with a typed error) and decode again.
       if (i % 8 === 0) {
         try {

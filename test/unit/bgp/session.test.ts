@@ -11,6 +11,7 @@ import {
   type OpenMessage,
   packUpdates,
 } from '../../../bgp/codec/index.js';
+import { buildOpen, negotiate } from '../../../bgp/session/negotiate.js';
 import type { Speaker } from '../../../bgp/speaker.js';
 import { established, peerOf, route, startSpeaker, waitFor } from './helpers.js';
 
@@ -22,14 +23,18 @@ afterEach(async () => {
 /** A minimal scripted BGP peer on a raw socket. */
 class RawPeer {
   readonly received: BgpMessage[] = [];
-  private readonly framer = new MessageFramer();
+  /** Octets of each message received, beside `received`. */
+  readonly sizes: number[] = [];
+  private readonly framer = new MessageFramer({ extendedMessage: true });
   closed = false;
   constructor(readonly sock: net.Socket) {
     sock.on('data', (d: Buffer) => {
       for (const f of this.framer.push(d)) {
         if (!f.ok) continue;
-        const r = decodeMessage(f.bytes, { as4: true });
-        if (r.ok) this.received.push(r.message);
+        const r = decodeMessage(f.bytes, { as4: true, extendedMessage: true });
+        if (!r.ok) continue;
+        this.received.push(r.message);
+        this.sizes.push(f.bytes.length);
       }
     });
     sock.on('close', () => {
@@ -68,19 +73,46 @@ function openMsg(asn: number, bgpId: string, holdTime: number): OpenMessage {
   };
 }
 
-async function speakerWithRawPeer(holdTimeSec: number) {
+async function speakerWithRawPeer(holdTimeSec: number, ext: { ours?: boolean; theirs?: boolean } = {}) {
   const t = await startSpeaker('127.0.0.1', { routerId: '10.0.0.1', asn: 65000 });
   cleanup.push(() => t.speaker.stop());
-  t.speaker.addPeer({ address: '127.0.0.5', asn: 65005, passive: true, holdTimeSec, idleHoldMinSec: 0.1 });
+  t.speaker.addPeer({
+    address: '127.0.0.5',
+    asn: 65005,
+    passive: true,
+    holdTimeSec,
+    idleHoldMinSec: 0.1,
+    extendedMessage: ext.ours,
+  });
   const raw = await RawPeer.connect(t.port, '127.0.0.1', '127.0.0.5');
   cleanup.push(() => {
     raw.sock.destroy();
   });
-  raw.send(openMsg(65005, '10.0.0.5', holdTimeSec));
+  const open = openMsg(65005, '10.0.0.5', holdTimeSec);
+  if (ext.theirs) open.capabilities.push({ kind: 'extended-message' });
+  raw.send(open);
   raw.send({ type: 'keepalive' });
   await waitFor('established', () => established(t.speaker, '127.0.0.5'));
   return { t, raw };
 }
+
+describe('negotiate: RFC 8654 extended messages per direction', () => {
+  const open = (extendedMessage: boolean, routerId: string) =>
+    buildOpen({ asn: 65000, routerId, holdTimeSec: 90, families: ['ipv4-unicast'], extendedMessage });
+  for (const [ours, theirs, send, receive] of [
+    [true, true, true, true],
+    [true, false, false, true],
+    [false, true, false, false],
+    [false, false, false, false],
+  ] as const) {
+    it(`ours ${ours}, theirs ${theirs}: send ${send}, receive ${receive}`, () => {
+      const n = negotiate(open(ours, '10.0.0.1'), open(theirs, '10.0.0.2'), true);
+      assert.deepEqual(n.extendedMessage, { send, receive });
+      assert.equal(n.codec.extendedMessage, send, 'encoding follows the send side');
+      assert.equal(n.receiveCodec.extendedMessage, receive, 'decoding follows the receive side');
+    });
+  }
+});
 
 describe('session shell against a raw peer', () => {
   it('hold timer expiry: NOTIFICATION 4 and the session drops', async () => {
@@ -128,6 +160,65 @@ describe('session shell against a raw peer', () => {
     } finally {
       clearInterval(ka);
     }
+  });
+
+  describe('RFC 8654 extended messages', () => {
+    const attrs = {
+      origin: 0 as const,
+      asPath: [{ type: 'sequence' as const, asns: [65005] }],
+      nextHop: '127.0.0.5',
+    };
+    const nlri = Array.from({ length: 3000 }, (_, n) => ({
+      family: 4 as const,
+      prefix: `30.${n >>> 8}.${n & 255}.0/24`,
+    }));
+    /** 3000 /24 in one UPDATE: ≈ 12 kB, three times the classic limit. */
+    const bigUpdate = () => {
+      const ups = packUpdates(
+        { attributes: attrs, announce: nlri, withdraw: [] },
+        { as4: true, extendedMessage: true },
+      );
+      assert.equal(ups.length, 1);
+      const bytes = encodeMessage(ups[0]!, { as4: true, extendedMessage: true });
+      assert.ok(bytes.length > 4096);
+      return bytes;
+    };
+
+    it('we announce it by default and take an UPDATE above 4096 octets', async () => {
+      const { t, raw } = await speakerWithRawPeer(30, { theirs: true });
+      const ourOpen = raw.received.find((m) => m.type === 'open');
+      assert.ok(ourOpen?.type === 'open' && ourOpen.capabilities.some((c) => c.kind === 'extended-message'));
+      raw.raw(bigUpdate());
+      await waitFor('all 3000 in', () => t.speaker.peers()[0]!.prefixesAccepted === 3000);
+      assert.equal(t.speaker.peers()[0]!.updatesIn, 1);
+      assert.equal(raw.has('notification'), undefined);
+    });
+
+    it('turned off for the peer: not announced, and an UPDATE above 4096 octets is a length error (1/2)', async () => {
+      const { t, raw } = await speakerWithRawPeer(30, { ours: false, theirs: true });
+      const ourOpen = raw.received.find((m) => m.type === 'open');
+      assert.ok(ourOpen?.type === 'open' && !ourOpen.capabilities.some((c) => c.kind === 'extended-message'));
+      raw.raw(bigUpdate());
+      const n = await waitFor('notification', () => raw.has('notification'));
+      assert.deepEqual(n.type === 'notification' && [n.code, n.subcode], [1, 2]);
+      await waitFor('closed', () => raw.closed);
+      assert.equal(t.speaker.peers()[0]!.prefixesAccepted, 0);
+    });
+
+    it('we send UPDATEs above 4096 octets only to a peer that announced it', async () => {
+      for (const theirs of [true, false]) {
+        const { t, raw } = await speakerWithRawPeer(30, { theirs });
+        for (const x of nlri) t.speaker.announce(x.prefix, { nextHop: '127.0.0.1' });
+        const got = () => raw.received.flatMap((m) => (m.type === 'update' ? m.nlri : [])).length;
+        await waitFor(`3000 prefixes at the raw peer (theirs: ${theirs})`, () => got() === 3000);
+        const sizes = raw.sizes.filter((_, i) => raw.received[i]!.type === 'update');
+        const biggest = Math.max(...sizes);
+        if (theirs) assert.ok(biggest > 4096, `biggest UPDATE ${biggest} octets`);
+        else assert.ok(biggest <= 4096, `biggest UPDATE ${biggest} octets`);
+        await t.speaker.stop();
+        raw.sock.destroy();
+      }
+    });
   });
 
   it('a bad header gets NOTIFICATION 1/1 and a reset, never an exception', async () => {
