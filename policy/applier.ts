@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type DiffSummary, diffRulesets } from './diff.js';
-import { fullReplaceCommands, type NftCommand, type NftRuleset } from './nft.js';
+import { fullReplaceJson, type NftCommand, type NftRuleset } from './nft.js';
 import { NftSession } from './session.js';
 
 export class NftError extends Error {
@@ -89,10 +89,10 @@ export class NftApplier {
     this.checkTable(rs);
     this.desired = rs;
     const t0 = performance.now();
-    const cmds = fullReplaceCommands(rs);
-    await this.transaction(cmds, 'full replace');
+    const text = fullReplaceJson(rs);
+    await this.transactionText(text, 'full replace', commandCount(rs));
     this.last = rs;
-    return { mode: 'full', commands: cmds.length, durationMs: performance.now() - t0 };
+    return { mode: 'full', commands: commandCount(rs), durationMs: performance.now() - t0 };
   }
 
   /** Applies only the difference against the last applied ruleset, in one transaction. */
@@ -171,13 +171,18 @@ export class NftApplier {
 
   /** Runs one JSON transaction as is (bench baseline, tooling). */
   async transaction(cmds: NftCommand[], operation = 'transaction'): Promise<void> {
+    await this.transactionText(JSON.stringify({ nftables: cmds }), operation, cmds.length);
+  }
+
+  /** One transaction given as nft JSON text, through a temp file (`nft -j -f FILE`). */
+  private async transactionText(text: string, operation: string, count: number): Promise<void> {
     // A private directory per transaction, removed right after: nothing is left behind even if
     // the process dies between transactions or close() is never called.
     const dir = mkdtempSync(join(tmpdir(), 'gingham-nft-'));
     const file = join(dir, 'tx.json');
     try {
-      writeFileSync(file, JSON.stringify({ nftables: cmds }));
-      await this.exec(['-j', '-f', file], operation, cmds.length);
+      writeFileSync(file, text);
+      await this.exec(['-j', '-f', file], operation, count);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -228,4 +233,11 @@ export class NftApplier {
       );
     });
   }
+}
+
+/** Commands in a full replace (for reports): table ×3, chains, sets, maps, rules. */
+function commandCount(rs: NftRuleset): number {
+  let n = 3 + rs.chains.size * 1 + rs.sets.size + rs.maps.size;
+  for (const c of rs.chains.values()) n += c.rules.length;
+  return n;
 }

@@ -19,15 +19,14 @@
 // PASS and returns (later policies of the tier see PASS and return at once), Deny drops.
 
 import type { Family, Prefix } from '../lib/ip.js';
+import { mergeAsElems, SelectorIndex } from './members.js';
 import {
-  type AddressObject,
   buildModel,
   type Direction,
   type Endpoint,
   type EntityMatch,
   localEndpoints,
   type Model,
-  matchesEntity,
   type NEntity,
   type NPolicy,
   type NProfile,
@@ -35,6 +34,7 @@ import {
   type PolicyInput,
   type PortRange,
   type Problem,
+  policyApplies,
   tiersFor,
 } from './model.js';
 import {
@@ -81,8 +81,13 @@ export const SET_LOCAL_IFACES = 'local-ifaces';
 
 export interface CompileOptions {
   table?: string;
-  /** Carries work from one compile to the next (default: one per process). */
-  cache?: CompileCache;
+  /**
+   * Selector members and their sets, kept current by the caller (the incremental engine). Default:
+   * a fresh index over the model's objects.
+   */
+  index?: SelectorIndex;
+  /** The local endpoints (default: those of `m.endpoints` on this node with an interface). */
+  locals?: readonly Endpoint[];
 }
 
 export interface CompileResult {
@@ -95,16 +100,6 @@ const mark = meta('mark');
 const markTest = (bit: number, op: '==' | '!='): NftStmt => match({ '&': [mark, bit] }, op, 0);
 const markSet = (bit: number): NftStmt => ({ mangle: { key: mark, value: { '|': [mark, bit] } } });
 const markClear = (bits: number): NftStmt => ({ mangle: { key: mark, value: { '&': [mark, ~bits >>> 0] } } });
-
-function shortHash(s: string): string {
-  // FNV-1a 64 → 12 hex chars: stable, no crypto dependency in the pure core.
-  let h = 0xcbf29ce484222325n;
-  for (let i = 0; i < s.length; i++) {
-    h ^= BigInt(s.charCodeAt(i));
-    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
-  }
-  return h.toString(16).padStart(16, '0').slice(0, 12);
-}
 
 export function policyChainName(p: NPolicy, dir: Direction): string {
   const display = p.kind === 'K8sNetworkPolicy' ? `${p.namespace}/knp.default.${p.name}` : p.id;
@@ -119,145 +114,21 @@ export function endpointChainName(e: Endpoint, dir: Direction): string {
   return `${dir === 'ingress' ? 'fh' : 'th'}-${e.iface}`;
 }
 
-/**
- * What one compile can hand the next: selector members and the sets built from them, valid while
- * the model's address objects are the very same objects (model.ts re-uses unchanged endpoints) and
- * the namespaces' labels are the same. The agent keeps one; `compile` uses a module default.
- */
-export class CompileCache {
-  objects: readonly AddressObject[] = [];
-  namespacesSig = '';
-  readonly members = new Map<string, AddressObject[]>();
-  readonly matches = new Map<string, EntityMatch>();
-  readonly sets = new Map<string, SetSpec>();
-  readonly setsByMatch = new Map<string, Set<string>>();
-  /** "matchKey|family" → the set references selectorSets returned. */
-  readonly selectorRefs = new Map<string, string[]>();
-
-  /**
-   * Keeps what is still valid for model `m`: after a few endpoints changed (relabel, new pod), only
-   * the selectors that matched one of them, before or after, are recomputed. Namespace label
-   * changes or mass changes drop everything.
-   */
-  validate(m: Model): void {
-    const sig = JSON.stringify([...m.namespaces]);
-    if (sig !== this.namespacesSig) this.clear();
-    else if (m.objects.length !== this.objects.length || !m.objects.every((o, i) => o === this.objects[i])) {
-      // Only the window between the common head and the common tail can differ (objects are unique
-      // in each list): no 100k-entry Sets per compile when one endpoint came or went.
-      const a = this.objects;
-      const b = m.objects;
-      let i = 0;
-      while (i < a.length && i < b.length && a[i] === b[i]) i++;
-      let ja = a.length;
-      let jb = b.length;
-      while (ja > i && jb > i && a[ja - 1] === b[jb - 1]) {
-        ja--;
-        jb--;
-      }
-      const oldW = a.slice(i, ja);
-      const newW = b.slice(i, jb);
-      const before = new Set(oldW);
-      const after = new Set(newW);
-      const changed = [...oldW.filter((o) => !after.has(o)), ...newW.filter((o) => !before.has(o))];
-      if (changed.length > 256) this.clear();
-      else if (changed.length > 0) {
-        for (const [key, em] of this.matches) {
-          if (!changed.some((o) => matchesEntity(em, o, m.namespaces))) continue;
-          this.members.delete(key);
-          this.matches.delete(key);
-          for (const name of this.setsByMatch.get(key) ?? []) this.sets.delete(name);
-          this.setsByMatch.delete(key);
-          this.selectorRefs.delete(`${key}|4`);
-          this.selectorRefs.delete(`${key}|6`);
-        }
-      }
-    }
-    this.objects = m.objects;
-    this.namespacesSig = sig;
-  }
-
-  private clear(): void {
-    this.members.clear();
-    this.matches.clear();
-    this.sets.clear();
-    this.setsByMatch.clear();
-    this.selectorRefs.clear();
-  }
-}
-
-const defaultCache = new CompileCache();
-
 class Builder {
   readonly rs: NftRuleset;
-  private readonly memberCache: Map<string, AddressObject[]>;
 
   constructor(
     readonly m: Model,
     table: string,
-    private readonly cache: CompileCache,
+    private readonly index: SelectorIndex,
+    rs?: NftRuleset,
   ) {
-    this.rs = emptyRuleset(table);
-    cache.validate(m);
-    this.memberCache = cache.members;
+    this.rs = rs ?? emptyRuleset(table);
   }
 
-  chain(name: string, rules: RuleSpec[], base?: ChainSpec['base']): void {
-    this.rs.chains.set(name, { name, rules, ...(base ? { base } : {}) });
-  }
-
-  private labelIndex: Map<string, AddressObject[]> | null = null;
-
-  /** Objects that may match: narrowed through a `key == "value"` term when the selector has one. */
-  private candidates(em: EntityMatch): readonly AddressObject[] {
-    const n = em.sel.node;
-    const eq = n.op === '==' ? n : n.op === 'and' ? n.args.find((a) => a.op === '==') : undefined;
-    if (eq?.op !== '==') return this.m.objects;
-    if (!this.labelIndex) {
-      this.labelIndex = new Map();
-      for (const o of this.m.objects) {
-        for (const [k, v] of Object.entries(o.labels)) {
-          const ik = `${k}\u0000${v}`;
-          const l = this.labelIndex.get(ik);
-          if (l) l.push(o);
-          else this.labelIndex.set(ik, [o]);
-        }
-      }
-    }
-    return this.labelIndex.get(`${eq.key}\u0000${eq.value}`) ?? [];
-  }
-
-  private members(em: EntityMatch): AddressObject[] {
-    let ms = this.memberCache.get(em.key);
-    if (!ms) {
-      ms = this.candidates(em).filter((o) => matchesEntity(em, o, this.m.namespaces));
-      this.memberCache.set(em.key, ms);
-      this.cache.matches.set(em.key, em);
-    }
-    return ms;
-  }
-
-  private ensureSet(
-    matchKey: string,
-    name: string,
-    type: string | string[],
-    interval: boolean,
-    elems: () => ElemKey[],
-  ): string {
-    if (!this.rs.sets.has(name)) {
-      let set = this.cache.sets.get(name);
-      if (!set) {
-        const elements = new Map<string, ElemKey>();
-        for (const e of elems()) elements.set(elemKey(e), e);
-        set = { name, type, interval, elements };
-        this.cache.sets.set(name, set);
-        const names = this.cache.setsByMatch.get(matchKey);
-        if (names) names.add(name);
-        else this.cache.setsByMatch.set(matchKey, new Set([name]));
-      }
-      this.rs.sets.set(name, set);
-    }
-    return `@${name}`;
+  private use(set: SetSpec): string {
+    this.rs.sets.set(set.name, set);
+    return `@${set.name}`;
   }
 
   /** Set requests made while rendering a policy chain, so a cached chain can re-create its sets. */
@@ -271,77 +142,31 @@ class Builder {
 
   /** The selector's address sets for one family: a hash set always, an interval set when CIDRs are members. */
   selectorSets(em: EntityMatch, f: Family): string[] {
-    if (this.recording) {
-      const rec = this.recording;
-      this.recording = null;
-      const out = this.selectorSets(em, f);
-      rec.push({ kind: 'sel', em, f, out: out.join(',') });
-      this.recording = rec;
-      return out;
-    }
-    const refKey = `${em.key}|${f}`;
-    const known = this.cache.selectorRefs.get(refKey);
-    if (known) {
-      for (const ref of known) {
-        const name = ref.slice(1);
-        if (!this.rs.sets.has(name)) this.rs.sets.set(name, this.cache.sets.get(name)!);
-      }
-      return known;
-    }
-    const h = shortHash(em.key);
-    const type = f === 4 ? 'ipv4_addr' : 'ipv6_addr';
-    const ms = this.members(em);
-    const out = [
-      this.ensureSet(em.key, `s${f}-${h}`, type, false, () => {
-        const out: string[] = [];
-        for (const o of ms) for (const a of f === 4 ? o.hosts4 : o.hosts6) out.push(a);
-        return out;
-      }),
-    ];
-    const nets = ms.flatMap((o) => o.nets.filter((n) => n.family === f));
-    if (nets.length > 0) out.push(this.ensureSet(em.key, `n${f}-${h}`, type, true, () => mergeAsElems(nets)));
-    this.cache.selectorRefs.set(refKey, out);
+    const out = [this.use(this.index.hostSet(em, f))];
+    const nets = this.index.netSet(em, f);
+    if (nets) out.push(this.use(nets));
+    this.recording?.push({ kind: 'sel', em, f, out: out.join(',') });
     return out;
   }
 
   /** addr . proto . port elements of the named ports of endpoints in `em`. */
   namedPortSet(em: EntityMatch, names: string[], protocol: number, f: Family): string {
-    this.recording?.push({ kind: 'np', em, names, protocol, f, out: '' });
-    const sorted = [...new Set(names)].sort();
-    const h = shortHash(`${em.key}|${sorted.join(',')}|${protocol}`);
-    const name = `p${f}-${h}`;
-    const last = this.recording?.at(-1);
-    if (last?.kind === 'np') last.out = `@${name}`;
-    return this.ensureSet(
-      em.key,
-      name,
-      [f === 4 ? 'ipv4_addr' : 'ipv6_addr', 'inet_proto', 'inet_service'],
-      false,
-      () => {
-        const out: ElemKey[] = [];
-        for (const o of this.members(em)) {
-          for (const p of o.ports) {
-            if (!sorted.includes(p.name) || p.protocol !== protocol) continue;
-            for (const a of f === 4 ? o.hosts4 : o.hosts6) out.push({ concat: [a, protocol, p.port] });
-          }
-        }
-        return out;
-      },
-    );
+    const out = this.use(this.index.namedPortSet(em, names, protocol, f));
+    this.recording?.push({ kind: 'np', em, names, protocol, f, out });
+    return out;
   }
 
   namedPortResolves(em: EntityMatch, names: string[], protocol: number): boolean {
-    const out = this.members(em).some((o) =>
-      o.ports.some((p) => names.includes(p.name) && p.protocol === protocol),
-    );
+    let out = false;
+    for (const o of this.index.membersForPorts(em)) {
+      if (o.ports.some((p) => names.includes(p.name) && p.protocol === protocol)) {
+        out = true;
+        break;
+      }
+    }
     this.recording?.push({ kind: 'res', em, names, protocol, out: String(out) });
     return out;
   }
-}
-
-function mergeAsElems(ps: Prefix[]): ElemKey[] {
-  const e = prefixSetExpr(ps);
-  return typeof e === 'object' && e !== null && 'set' in e ? (e.set as ElemKey[]) : [e];
 }
 
 function mergeRanges(rs: readonly PortRange[]): PortRange[] {
@@ -479,9 +304,19 @@ function renderRule(
   return out;
 }
 
+/** Does a statement read an IPv4 (`ip`) or IPv6 (`ip6`) header field? (Walks the expression; no JSON.) */
 function mentionsFamily(st: NftStmt, f: Family): boolean {
-  const proto = f === 4 ? '"protocol":"ip"' : '"protocol":"ip6"';
-  return JSON.stringify(st).includes(proto);
+  const proto = f === 4 ? 'ip' : 'ip6';
+  const walk = (x: unknown): boolean => {
+    if (x === null || typeof x !== 'object') return false;
+    if (Array.isArray(x)) return x.some(walk);
+    const o = x as Record<string, unknown>;
+    const pl = o.payload as { protocol?: string } | undefined;
+    if (pl && typeof pl === 'object' && pl.protocol === proto) return true;
+    for (const k in o) if (walk(o[k])) return true;
+    return false;
+  };
+  return walk(st);
 }
 
 type Replay =
@@ -600,20 +435,25 @@ function failsafeRules(dir: Direction): RuleSpec[] {
  */
 const endpointChainMemo = new Map<string, RuleSpec[]>();
 
-function endpointChain(b: Builder, e: Endpoint, dir: Direction, problems: Problem[]): RuleSpec[] {
-  const tiers = tiersFor(b.m, e, dir);
+/** A policy or profile chain an endpoint chain jumps to. */
+type Use =
+  | { name: string; policy: NPolicy; dir: Direction }
+  | { name: string; profile: NProfile; dir: Direction };
+
+function endpointChain(m: Model, e: Endpoint, dir: Direction, problems: Problem[], uses: Use[]): RuleSpec[] {
+  const tiers = tiersFor(m, e, dir);
   const sig: string[] = [e.kind, dir];
   for (const { tier, policies } of tiers) {
     sig.push(`T${tier.name}:${tier.defaultAction}`);
     for (const p of policies) {
       const name = policyChainName(p, dir);
-      if (!b.rs.chains.has(name)) b.chain(name, cachedPolicyChain(b, p, dir, problems));
+      uses.push({ name, policy: p, dir });
       sig.push(`P${name}\u0000${p.tier}/${p.id}`);
     }
   }
   const profiles: string[] = [];
   for (const name of e.profiles) {
-    const pr = b.m.profiles.get(name);
+    const pr = m.profiles.get(name);
     if (!pr) {
       // Calico's per-service-account profiles (ksa.<ns>.<sa>) only carry labels; CNIs list them
       // whether or not they exist. Others are worth a warning.
@@ -625,8 +465,7 @@ function endpointChain(b: Builder, e: Endpoint, dir: Direction, problems: Proble
       });
       continue;
     }
-    const cn = profileChainName(name, dir);
-    if (!b.rs.chains.has(cn)) b.chain(cn, profileChain(b, pr, dir, problems));
+    uses.push({ name: profileChainName(name, dir), profile: pr, dir });
     profiles.push(name);
     sig.push(`R${name}`);
   }
@@ -685,6 +524,26 @@ function unknownIfaceDrop(key: 'iifname' | 'oifname'): RuleSpec {
   };
 }
 
+/**
+ * ICMPv6 neighbour discovery and MLD between a workload (or host endpoint) and its host: conntrack
+ * does not track them, so without this an egress policy (workload → host is the sender's egress)
+ * would cut the workload's IPv6 off its gateway. Types: MLD query/report/done (130–132), router
+ * solicitation (133), neighbour solicitation/advertisement (135, 136), MLDv2 report (143) — not router
+ * advertisements or redirects (a workload must not steer the host's routing). As Felix does.
+ */
+export const ND_ICMPV6_TYPES = [130, 131, 132, 133, 135, 136, 143] as const;
+
+function neighbourDiscovery(dir: 'in' | 'out'): RuleSpec {
+  return {
+    expr: [
+      match(meta('l4proto'), '==', 58),
+      match(payload('icmpv6', 'type'), '==', { set: [...ND_ICMPV6_TYPES] }),
+      accept(),
+    ],
+    comment: `ICMPv6 neighbour discovery and MLD ${dir === 'in' ? 'to' : 'from'} the host`,
+  };
+}
+
 function dispatch(key: 'iifname' | 'oifname', map: string): RuleSpec {
   return { expr: [{ vmap: { key: meta(key), data: `@${map}` } }] };
 }
@@ -724,74 +583,394 @@ function mapOf(name: string): MapSpec {
   return { name, type: 'ifname', elements: new Map() };
 }
 
-export function compileModel(m: Model, opts: CompileOptions = {}): CompileResult {
-  const b = new Builder(m, opts.table ?? 'gingham', opts.cache ?? defaultCache);
-  const problems = [...m.problems];
-  const rs = b.rs;
-  // Base chains first so listings read top-down.
-  const filter = (hook: 'forward' | 'input' | 'output') => ({
-    type: 'filter' as const,
-    hook,
-    prio: FILTER_PRIORITY,
-    policy: 'accept' as const,
-  });
-  b.chain(
-    CHAIN.forward,
-    [
+const filterBase = (hook: 'forward' | 'input' | 'output'): ChainSpec['base'] => ({
+  type: 'filter',
+  hook,
+  prio: FILTER_PRIORITY,
+  policy: 'accept',
+});
+
+/** The base chains (fixed content; fresh objects per full build: callers may edit a ruleset). */
+const baseChains = (): ChainSpec[] => [
+  {
+    name: CHAIN.forward,
+    base: filterBase('forward'),
+    rules: [
       ...ctFastPath(),
       unknownIfaceDrop('iifname'),
       unknownIfaceDrop('oifname'),
       dispatch('iifname', MAP.fromWl),
       dispatch('oifname', MAP.toWl),
     ],
-    filter('forward'),
-  );
-  b.chain(
-    CHAIN.input,
-    [
+  },
+  {
+    name: CHAIN.input,
+    base: filterBase('input'),
+    rules: [
       ...ctFastPath(),
       unknownIfaceDrop('iifname'),
+      neighbourDiscovery('in'),
       dispatch('iifname', MAP.fromWl),
       dispatch('iifname', MAP.fromHost),
     ],
-    filter('input'),
-  );
-  b.chain(CHAIN.output, [...ctFastPath(), dispatch('oifname', MAP.toHost)], filter('output'));
-  b.chain(CHAIN.nat, [], { type: 'nat', hook: 'postrouting', prio: NAT_PRIORITY, policy: 'accept' });
-  rs.chains.get(CHAIN.nat)!.rules = natRules(b);
+  },
+  {
+    name: CHAIN.output,
+    base: filterBase('output'),
+    rules: [...ctFastPath(), neighbourDiscovery('out'), dispatch('oifname', MAP.toHost)],
+  },
+];
 
-  for (const k of Object.values(MAP)) rs.maps.set(k, mapOf(k));
-  const ifaces: SetSpec = { name: SET_LOCAL_IFACES, type: 'ifname', interval: false, elements: new Map() };
-  rs.sets.set(SET_LOCAL_IFACES, ifaces);
+/** What a non-base chain brought: the problems found rendering it, the chains or sets it refers to. */
+interface ChainInfo {
+  problems: Problem[];
+  refs: string[];
+}
 
-  const locals = localEndpoints(m).sort((a, b2) => (a.iface! < b2.iface! ? -1 : 1));
-  for (const e of locals) {
+/** Names a chain's rules refer to: jump targets (endpoint chains) or `@set`s (policy/profile chains). */
+const refsMemo = new WeakMap<RuleSpec[], string[]>();
+function refsOf(rules: RuleSpec[], kind: 'jump' | 'set'): string[] {
+  let out = refsMemo.get(rules);
+  if (out) return out;
+  const found = new Set<string>();
+  for (const r of rules) {
+    for (const st of r.expr) {
+      if (kind === 'jump' && 'jump' in st) found.add(st.jump.target);
+      else if (kind === 'set' && 'match' in st) {
+        const right = st.match.right;
+        if (typeof right === 'string' && right.startsWith('@')) found.add(right.slice(1));
+      }
+    }
+  }
+  out = [...found];
+  refsMemo.set(rules, out);
+  return out;
+}
+
+/** A signature of what renders a profile's chains (bigint-safe). */
+const profileSigMemo = new WeakMap<NProfile, string>();
+function profileSig(pr: NProfile): string {
+  let s = profileSigMemo.get(pr);
+  if (s === undefined) {
+    s = JSON.stringify([pr.ingress, pr.egress, pr.broken ?? null], (_k, v) =>
+      typeof v === 'bigint' ? v.toString() : v instanceof Object && 'text' in v && 'node' in v ? v.text : v,
+    );
+    profileSigMemo.set(pr, s);
+  }
+  return s;
+}
+
+export interface RulesetUpdate {
+  /** The model changed (policies, tiers, profiles, pools): compare and re-render what differs. */
+  model?: boolean;
+  /** The local endpoints may have changed. */
+  locals?: boolean;
+  /** Sets whose elements changed in the index (remote endpoints moved). */
+  sets?: ReadonlySet<string>;
+  /** Start over (bulk changes, stale chains). */
+  full?: boolean;
+}
+
+/**
+ * The ruleset, kept in step with a model one change at a time. A full build renders every local
+ * endpoint's chains and the policy and profile chains they jump to. After that:
+ *   - a changed policy re-renders its chains and the chains of the local endpoints it applies to
+ *     (before or after the change); other chains and their sets are untouched objects;
+ *   - a changed, added or removed local endpoint re-renders its two chains and map entries;
+ *   - policy and profile chains no endpoint chain jumps to any more go, and so do sets no chain uses
+ *     (reference counts);
+ *   - sets whose elements moved are swapped for the index's current copy.
+ * Rulesets returned by `ruleset()` are never mutated afterwards (copy-on-write).
+ */
+export class RulesetCompiler {
+  private rs: NftRuleset;
+  private shared = false;
+  private mapsShared = false;
+  private m: Model | null = null;
+  private readonly info = new Map<string, ChainInfo>();
+  private readonly chainRefs = new Map<string, number>();
+  private readonly setRefs = new Map<string, number>();
+  private locals = new Map<string, Endpoint>();
+  private policyChains = new Map<string, { p: NPolicy; dir: Direction }>();
+  private profileSigs = new Map<string, string>();
+  private tiersSig = '';
+  private namespacesSig = '';
+  private poolsSig = '';
+  private readonly localProblems = new Map<string, Problem>();
+
+  constructor(
+    private readonly index: SelectorIndex,
+    private readonly table = 'gingham',
+  ) {
+    this.rs = emptyRuleset(table);
+  }
+
+  ruleset(): NftRuleset {
+    this.shared = true;
+    return this.rs;
+  }
+
+  problems(): Problem[] {
+    const out = [...(this.m?.problems ?? []), ...this.localProblems.values()];
+    for (const i of this.info.values()) out.push(...i.problems);
+    return dedupeProblems(out);
+  }
+
+  update(m: Model, locals: readonly Endpoint[], u: RulesetUpdate = { full: true }): void {
+    const tiersSig = m.tiers.map((t) => `${t.name}:${t.order}:${t.defaultAction}`).join(',');
+    const nsSig = u.model || !this.m ? JSON.stringify([...m.namespaces]) : this.namespacesSig;
+    if (u.full || !this.m || tiersSig !== this.tiersSig || nsSig !== this.namespacesSig) {
+      this.tiersSig = tiersSig;
+      this.namespacesSig = nsSig;
+      this.build(m, locals);
+      return;
+    }
+    this.writable();
+    const old = this.m;
+    this.m = m;
+    const b = new Builder(m, this.table, this.index, this.rs);
+    const dirty = new Map<string, Endpoint>();
+    const gone: Endpoint[] = [];
+    let next = this.locals;
+    if (u.locals) {
+      next = new Map();
+      for (const e of locals) next.set(e.iface!, e);
+      for (const [iface, e] of next) if (this.locals.get(iface) !== e) dirty.set(iface, e);
+      for (const [iface, e] of this.locals) if (!next.has(iface)) gone.push(e);
+      this.locals = next;
+    }
+    const reRender: string[] = [];
+    if (u.model) {
+      this.pools(b, m);
+      const changed: NPolicy[] = [];
+      const chains = policyChainsOf(m);
+      for (const [name, v] of chains) {
+        const was = this.policyChains.get(name);
+        if (was?.p === v.p) continue;
+        if (was) changed.push(was.p);
+        changed.push(v.p);
+        if (this.rs.chains.has(name)) reRender.push(name);
+      }
+      for (const [name, v] of this.policyChains) if (!chains.has(name)) changed.push(v.p);
+      this.policyChains = chains;
+      // Local endpoints a changed policy applies to, before or after: their chains change.
+      for (const [iface, e] of this.locals) {
+        if (dirty.has(iface)) continue;
+        const hit =
+          changed.length > 64 ||
+          changed.some((p) =>
+            (['ingress', 'egress'] as const).some(
+              (dir) => policyApplies(m, p, e, dir) || policyApplies(old, p, e, dir),
+            ),
+          );
+        if (hit) dirty.set(iface, e);
+      }
+      const sigs = new Map<string, string>();
+      for (const [name, pr] of m.profiles) {
+        const sig = profileSig(pr);
+        sigs.set(name, sig);
+        if (this.profileSigs.get(name) === sig) continue;
+        for (const dir of ['ingress', 'egress'] as const) {
+          const cn = profileChainName(name, dir);
+          if (this.rs.chains.has(cn)) reRender.push(cn);
+        }
+      }
+      this.profileSigs = sigs;
+    }
+    for (const e of gone) this.removeEndpoint(e);
+    for (const e of dirty.values()) this.addEndpoint(b, e);
+    for (const name of reRender) this.renderShared(b, name, this.useOf(name));
+    this.collect();
+    for (const name of u.sets ?? []) {
+      if (!this.rs.sets.has(name)) continue;
+      const s = this.index.set(name);
+      if (s) this.rs.sets.set(name, s);
+    }
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  private build(m: Model, locals: readonly Endpoint[]): void {
+    this.m = m;
+    this.rs = emptyRuleset(this.table);
+    this.shared = false;
+    this.mapsShared = false;
+    this.info.clear();
+    this.chainRefs.clear();
+    this.setRefs.clear();
+    this.localProblems.clear();
+    this.locals = new Map();
+    this.policyChains = policyChainsOf(m);
+    this.profileSigs = new Map([...m.profiles].map(([n, pr]) => [n, profileSig(pr)]));
+    this.index.beginPass();
+    const b = new Builder(m, this.table, this.index, this.rs);
+    for (const c of baseChains()) this.rs.chains.set(c.name, c);
+    this.rs.chains.set(CHAIN.nat, {
+      name: CHAIN.nat,
+      base: { type: 'nat', hook: 'postrouting', prio: NAT_PRIORITY, policy: 'accept' },
+      rules: [],
+    });
+    this.poolsSig = '';
+    this.pools(b, m);
+    for (const k of Object.values(MAP)) this.rs.maps.set(k, mapOf(k));
+    this.rs.sets.set(SET_LOCAL_IFACES, {
+      name: SET_LOCAL_IFACES,
+      type: 'ifname',
+      interval: false,
+      elements: new Map(),
+    });
+    const sorted = [...locals].sort((a, b2) => (a.iface! < b2.iface! ? -1 : 1));
+    for (const e of sorted) this.locals.set(e.iface!, e);
+    for (const e of this.locals.values()) this.addEndpoint(b, e);
+    this.index.sweep();
+  }
+
+  private pools(b: Builder, m: Model): void {
+    const sig = JSON.stringify(m.pools, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+    if (sig === this.poolsSig) return;
+    this.poolsSig = sig;
+    const nat = this.rs.chains.get(CHAIN.nat)!;
+    this.rs.chains.set(CHAIN.nat, { ...nat, rules: natRules(b) });
+  }
+
+  /** Copy-on-write: the ruleset last returned stays as it was. */
+  private writable(): void {
+    if (!this.shared) return;
+    this.rs = { ...this.rs, chains: new Map(this.rs.chains), sets: new Map(this.rs.sets) };
+    this.shared = false;
+    this.mapsShared = true;
+  }
+
+  /** The dispatch maps and the interface set are copied only when a local endpoint changes. */
+  private mapsWritable(): void {
+    if (!this.mapsShared) return;
+    const maps = new Map<string, MapSpec>();
+    for (const [k, v] of this.rs.maps) maps.set(k, { ...v, elements: new Map(v.elements) });
+    this.rs.maps = maps;
+    const ifaces = this.rs.sets.get(SET_LOCAL_IFACES)!;
+    this.rs.sets.set(SET_LOCAL_IFACES, { ...ifaces, elements: new Map(ifaces.elements) });
+    this.mapsShared = false;
+  }
+
+  private useOf(name: string): Use | null {
+    const pc = this.policyChains.get(name);
+    if (pc) return { name, policy: pc.p, dir: pc.dir };
+    const m = /^(pri|pro)-(.*)$/.exec(name);
+    const pr = m ? this.m!.profiles.get(m[2]!) : undefined;
+    return pr ? { name, profile: pr, dir: m![1] === 'pri' ? 'ingress' : 'egress' } : null;
+  }
+
+  /** (Re-)renders a policy or profile chain; its set references are counted. */
+  private renderShared(b: Builder, name: string, use: Use | null): void {
+    if (!use) return;
+    const problems: Problem[] = [];
+    const rules =
+      'policy' in use
+        ? cachedPolicyChain(b, use.policy, use.dir, problems)
+        : profileChain(b, use.profile, use.dir, problems);
+    const old = this.rs.chains.get(name);
+    if (old?.rules !== rules) this.rs.chains.set(name, { name, rules });
+    this.setInfo(name, { problems, refs: refsOf(rules, 'set') }, this.setRefs);
+  }
+
+  private setInfo(name: string, next: ChainInfo | null, counts: Map<string, number>): void {
+    const prev = this.info.get(name);
+    for (const r of next?.refs ?? []) counts.set(r, (counts.get(r) ?? 0) + 1);
+    for (const r of prev?.refs ?? []) counts.set(r, (counts.get(r) ?? 0) - 1);
+    if (next) this.info.set(name, next);
+    else this.info.delete(name);
+  }
+
+  private addEndpoint(b: Builder, e: Endpoint): void {
+    this.mapsWritable();
     const iface = e.iface!;
+    const ifaces = this.rs.sets.get(SET_LOCAL_IFACES)!;
+    this.localProblems.delete(iface);
     if (e.kind === 'WorkloadEndpoint') {
       if (!iface.startsWith(IFACE_PREFIX)) {
-        problems.push({
+        this.localProblems.set(iface, {
           severity: 'warning',
           object: `WorkloadEndpoint ${e.namespace}/${e.name}`,
           message: `interface "${iface}" lacks the ${IFACE_PREFIX} prefix`,
         });
       }
       ifaces.elements.set(elemKey(iface), iface);
-    }
+    } else ifaces.elements.delete(elemKey(iface));
     for (const dir of ['ingress', 'egress'] as const) {
+      // A host endpoint and a workload never share an interface; if one replaced the other, the
+      // other's chain and map entry go.
+      const other: Endpoint = {
+        ...e,
+        kind: e.kind === 'WorkloadEndpoint' ? 'HostEndpoint' : 'WorkloadEndpoint',
+      };
+      this.dropEndpointChain(other, dir);
       const cn = endpointChainName(e, dir);
-      b.chain(cn, endpointChain(b, e, dir, problems));
-      const map =
-        e.kind === 'WorkloadEndpoint'
-          ? dir === 'ingress'
-            ? MAP.toWl
-            : MAP.fromWl
-          : dir === 'ingress'
-            ? MAP.fromHost
-            : MAP.toHost;
-      rs.maps.get(map)!.elements.set(elemKey(iface), [iface, jump(cn)]);
+      const problems: Problem[] = [];
+      const uses: Use[] = [];
+      const rules = endpointChain(this.m!, e, dir, problems, uses);
+      for (const use of uses) if (!this.rs.chains.has(use.name)) this.renderShared(b, use.name, use);
+      if (this.rs.chains.get(cn)?.rules !== rules) this.rs.chains.set(cn, { name: cn, rules });
+      this.setInfo(cn, { problems, refs: refsOf(rules, 'jump') }, this.chainRefs);
+      const map = this.rs.maps.get(dispatchMap(e, dir))!;
+      const k = elemKey(iface);
+      const entry = map.elements.get(k);
+      if (!entry || !('jump' in entry[1]) || entry[1].jump.target !== cn)
+        map.elements.set(k, [iface, jump(cn)]);
     }
   }
-  return { ruleset: rs, model: m, problems: dedupeProblems(problems) };
+
+  private removeEndpoint(e: Endpoint): void {
+    this.mapsWritable();
+    this.localProblems.delete(e.iface!);
+    this.rs.sets.get(SET_LOCAL_IFACES)!.elements.delete(elemKey(e.iface!));
+    for (const dir of ['ingress', 'egress'] as const) this.dropEndpointChain(e, dir);
+  }
+
+  private dropEndpointChain(e: Endpoint, dir: Direction): void {
+    const cn = endpointChainName(e, dir);
+    if (!this.rs.chains.has(cn)) return;
+    this.rs.chains.delete(cn);
+    this.setInfo(cn, null, this.chainRefs);
+    this.rs.maps.get(dispatchMap(e, dir))!.elements.delete(elemKey(e.iface!));
+  }
+
+  /** Drops policy/profile chains no endpoint chain jumps to, then sets no chain uses. */
+  private collect(): void {
+    for (const [name, n] of this.chainRefs) {
+      if (n > 0) continue;
+      this.chainRefs.delete(name);
+      if (this.rs.chains.delete(name)) this.setInfo(name, null, this.setRefs);
+    }
+    for (const [name, n] of this.setRefs) {
+      if (n > 0) continue;
+      this.setRefs.delete(name);
+      this.rs.sets.delete(name);
+    }
+  }
+}
+
+function dispatchMap(e: Endpoint, dir: Direction): string {
+  if (e.kind === 'WorkloadEndpoint') return dir === 'ingress' ? MAP.toWl : MAP.fromWl;
+  return dir === 'ingress' ? MAP.fromHost : MAP.toHost;
+}
+
+/** Policy chain name → (policy, direction), for every policy of the model with rules in that direction. */
+function policyChainsOf(m: Model): Map<string, { p: NPolicy; dir: Direction }> {
+  const out = new Map<string, { p: NPolicy; dir: Direction }>();
+  for (const t of m.tiers) {
+    for (const p of t.policies) {
+      if (p.ingress !== null) out.set(policyChainName(p, 'ingress'), { p, dir: 'ingress' });
+      if (p.egress !== null) out.set(policyChainName(p, 'egress'), { p, dir: 'egress' });
+    }
+  }
+  return out;
+}
+
+export function compileModel(m: Model, opts: CompileOptions = {}): CompileResult {
+  const index = opts.index ?? SelectorIndex.of(m.objects, m.namespaces);
+  const c = new RulesetCompiler(index, opts.table ?? 'gingham');
+  c.update(m, opts.locals ?? localEndpoints(m), { full: true });
+  return { ruleset: c.ruleset(), model: m, problems: c.problems() };
 }
 
 function dedupeProblems(ps: Problem[]): Problem[] {
@@ -809,7 +988,7 @@ export function compile(input: PolicyInput, opts: CompileOptions = {}): CompileR
   return compileModel(buildModel(input), opts);
 }
 
-/** The pure entry point the agent calls. */
+/** compile(), ruleset only (one shot; the agent uses PolicyEngine). */
 export function compileRuleset(input: PolicyInput, opts: CompileOptions = {}): NftRuleset {
   return compile(input, opts).ruleset;
 }

@@ -31,6 +31,7 @@ function chainRulesText(c: ChainSpec): string {
 }
 
 function sameBase(a: ChainSpec, b: ChainSpec): boolean {
+  if (a.base === b.base) return true; // the same object, or both regular chains
   return JSON.stringify(a.base ?? null) === JSON.stringify(b.base ?? null);
 }
 
@@ -64,6 +65,7 @@ export function diffRulesets(
 
   for (const c of next.chains.values()) {
     const old = prev.chains.get(c.name);
+    if (old === c) continue; // the same chain object: unchanged (the engine keeps them)
     if (old && !sameBase(old, c)) return null;
     if (!old) {
       declare.push({ add: { chain: chainObj(next, c) } });
@@ -84,6 +86,7 @@ export function diffRulesets(
 
   for (const s of next.sets.values()) {
     const old = prev.sets.get(s.name);
+    if (old === s) continue; // the same set object: unchanged
     if (old && (JSON.stringify(old.type) !== JSON.stringify(s.type) || old.interval !== s.interval))
       return null;
     if (!old) {
@@ -104,6 +107,7 @@ export function diffRulesets(
 
   for (const m of next.maps.values()) {
     const old = prev.maps.get(m.name);
+    if (old === m) continue;
     if (old && old.type !== m.type) return null;
     if (!old) {
       declare.push({ add: { map: mapObj(next, m, true) } });
@@ -114,6 +118,7 @@ export function diffRulesets(
     const gone: unknown[] = [];
     for (const [k, e] of m.elements) {
       const o = old.elements.get(k);
+      if (o === e) continue;
       if (!o) added.push(e);
       else if (JSON.stringify(o[1]) !== JSON.stringify(e[1])) {
         // A changed verdict: delete the old entry first (add of an existing key keeps the old verdict).

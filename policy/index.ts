@@ -8,7 +8,6 @@ export {
 } from './applier.js';
 export {
   CHAIN,
-  CompileCache,
   type CompileOptions,
   type CompileResult,
   compile,
@@ -22,8 +21,10 @@ export {
   NAT_PRIORITY,
 } from './compiler.js';
 export { diffRulesets } from './diff.js';
+export { type PolicyChange, PolicyEngine, type PolicyEngineOptions } from './engine.js';
 export { type Explanation, explain, formatExplanation } from './explain.js';
 export { convertK8sNetworkPolicy, labelSelectorToCalico } from './k8s.js';
+export { SelectorIndex } from './members.js';
 export { buildModel, type Model, type PolicyInput, type PoolInput, type Problem } from './model.js';
 export { type NftRuleset, toNftJson } from './nft.js';
 export { evaluate, parseSelector, Selector, SelectorParseError } from './selector.js';

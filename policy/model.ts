@@ -23,7 +23,7 @@ import type {
   WorkloadEndpointSpec,
 } from '../store/schemas/index.js';
 import { convertK8sNetworkPolicy } from './k8s.js';
-import { Selector, SelectorParseError } from './selector.js';
+import { formatSelector, Selector, type SelectorNode, SelectorParseError } from './selector.js';
 
 export const DEFAULT_TIER = 'default';
 /** Calico's built-in default tier order. */
@@ -42,6 +42,11 @@ export interface PolicyInput {
   resources: readonly Resource[];
   /** Overrides IPPool resources for NAT (the agent may already hold them parsed). */
   pools?: readonly PoolInput[];
+  /**
+   * Namespaces of endpoints kept outside `resources` (the incremental engine keeps its endpoints
+   * itself): they get their implicit `kns.<ns>` profile like those of the WorkloadEndpoints given.
+   */
+  endpointNamespaces?: Iterable<string>;
 }
 
 export interface PoolInput {
@@ -257,7 +262,7 @@ export function entityMatch(scope: Scope, sel: Selector): EntityMatch {
 export function matchesEntity(
   m: EntityMatch,
   o: AddressObject,
-  namespaces: Map<string, Record<string, string>>,
+  namespaces: ReadonlyMap<string, Record<string, string>>,
 ): boolean {
   const isGlobal = o.namespace === undefined;
   switch (m.scope.kind) {
@@ -282,6 +287,44 @@ function nsDefaultLabels(ns: string): Record<string, string> {
 
 // ---- normalisation --------------------------------------------------------------------------
 
+/**
+ * A rule's `serviceAccounts` match as a selector over endpoint labels: `names` against
+ * projectcalico.org/serviceaccount; `selector` against the service account's labels, which an
+ * endpoint carries as `pcsa.<key>` (applied by its `ksa.<ns>.<sa>` profile, as Calico does), with
+ * `projectcalico.org/name` standing for the account's name.
+ */
+export function serviceAccountSelector(
+  sa: { names?: readonly string[]; selector?: string },
+  where: string,
+): Selector {
+  const parts: string[] = [`has(${SERVICE_ACCOUNT_LABEL})`];
+  if (sa.names && sa.names.length > 0) {
+    const quoted = sa.names.map((n) => (n.includes('"') ? `'${n}'` : `"${n}"`));
+    parts.push(`${SERVICE_ACCOUNT_LABEL} in {${quoted.join(', ')}}`);
+  }
+  if (sa.selector !== undefined) {
+    const own = parseSel(sa.selector, `${where} selector`);
+    if (own.node.op !== 'all') parts.push(`(${formatSelector(prefixKeys(own.node))})`);
+  }
+  return Selector.of(parts.join(' && '));
+}
+
+function prefixKeys(n: SelectorNode): SelectorNode {
+  const key = (k: string) => (k === 'projectcalico.org/name' ? SERVICE_ACCOUNT_LABEL : `pcsa.${k}`);
+  switch (n.op) {
+    case 'all':
+    case 'global':
+      return n;
+    case 'not':
+      return { op: 'not', arg: prefixKeys(n.arg) };
+    case 'and':
+    case 'or':
+      return { op: n.op, args: n.args.map(prefixKeys) };
+    default:
+      return { ...n, key: key(n.key) };
+  }
+}
+
 function normEntity(
   e: EntityRule | undefined,
   policyScope: Scope,
@@ -293,20 +336,28 @@ function normEntity(
   let scope = policyScope;
   if (e?.namespaceSelector !== undefined)
     scope = { kind: 'nsSel', sel: parseSel(e.namespaceSelector, `${where} namespaceSelector`) };
-  const hasSel = e?.selector !== undefined || e?.namespaceSelector !== undefined;
-  const match = hasSel ? entityMatch(scope, parseSel(e?.selector, `${where} selector`)) : undefined;
+  if (e?.services) {
+    // A Kubernetes Service's endpoints come from EndpointSlices, which Gingham does not watch:
+    // matching them would need a second address source that can lag the Service. Rejected (the
+    // policy fails closed) rather than silently matching nothing.
+    throw new PolicyModelError(
+      where,
+      'services matches in rules are not supported by Gingham (it does not watch Service endpoints)',
+    );
+  }
+  const sa = e?.serviceAccounts
+    ? serviceAccountSelector(e.serviceAccounts, `${where} serviceAccounts`)
+    : null;
+  const hasSel = e?.selector !== undefined || e?.namespaceSelector !== undefined || sa !== null;
+  let sel = parseSel(e?.selector, `${where} selector`);
+  if (sa) sel = Selector.and(sel, sa);
+  const match = hasSel ? entityMatch(scope, sel) : undefined;
   const notMatch =
     e?.notSelector !== undefined
       ? entityMatch(scope, parseSel(e.notSelector, `${where} notSelector`))
       : undefined;
   const p = parsePorts(e?.ports, where);
   const np = parsePorts(e?.notPorts, where);
-  if (e?.serviceAccounts || e?.services) {
-    throw new PolicyModelError(
-      where,
-      'serviceAccounts/services matches in rules are not supported by Gingham',
-    );
-  }
   return {
     nets,
     notNets,
@@ -391,6 +442,11 @@ type PolicyLike = NetworkPolicySpec | GlobalNetworkPolicySpec;
 const policyCache = new WeakMap<Resource, { policy: NPolicy; problems: Problem[] }>();
 /** Normalised workload endpoints by resource object, valid while their inherited labels are the same. */
 const endpointCache = new WeakMap<Resource, { sig: string; ep: Endpoint }>();
+/** Host endpoints likewise; network sets by resource object. */
+const hostEndpointCache = new WeakMap<Resource, { sig: string; ep: Endpoint }>();
+const netSetCache = new WeakMap<Resource, AddressObject>();
+/** Implicit kns.<ns> profiles by namespace and labels (read-only once built). */
+const knsProfileCache = new Map<string, NProfile>();
 
 function cachedPolicy(r: Resource, make: (problems: Problem[]) => NPolicy, problems: Problem[]): NPolicy {
   let hit = policyCache.get(r);
@@ -518,6 +574,57 @@ function hostsAndNets(
   return { hosts4, hosts6, nets };
 }
 
+/**
+ * One WorkloadEndpoint as policy sees it: effective labels (inherited from `profs`, then its own,
+ * then the projectcalico.org/* ones), addresses split into hosts and nets, named ports.
+ * `intern` lets a caller share equal label maps between endpoints (the engine does: 100k endpoints
+ * carry a few hundred distinct label sets). Throws PolicyModelError for bad addresses or protocols.
+ */
+export function wepEndpoint(
+  w: Resource<WorkloadEndpointSpec>,
+  profs: readonly string[],
+  inherited: Readonly<Record<string, string>>,
+  opts: { intern?: (labels: Record<string, string>) => Record<string, string>; slim?: boolean } = {},
+): Endpoint {
+  const ns = w.metadata.namespace ?? 'default';
+  const s = w.spec;
+  const { hosts4, hosts6, nets } = hostsAndNets(s.ipNetworks, label(w));
+  // Built by plain stores, not spreads: past a few thousand endpoints V8 gave every spread-built
+  // object a hidden class of its own (~200 bytes each, 20 MB per 100k endpoints).
+  let labels: Record<string, string> = {};
+  for (const k in inherited) labels[k] = inherited[k]!;
+  const own = w.metadata.labels;
+  if (own) for (const k in own) labels[k] = own[k]!;
+  labels[NAMESPACE_LABEL] = ns;
+  labels[ORCHESTRATOR_LABEL] = s.orchestrator ?? 'k8s';
+  if (s.serviceAccountName) labels[SERVICE_ACCOUNT_LABEL] = s.serviceAccountName;
+  if (opts.intern) labels = opts.intern(labels);
+  const ep: Endpoint = {
+    kind: 'WorkloadEndpoint',
+    name: w.metadata.name,
+    namespace: ns,
+    labels,
+    hosts4,
+    hosts6,
+    nets,
+    ports:
+      s.ports && s.ports.length > 0
+        ? s.ports.map((p) => ({
+            name: p.name,
+            protocol: protocolNumber(p.protocol, label(w)),
+            port: p.port,
+          }))
+        : NO_PORTS,
+    node: s.node,
+    ...(s.interfaceName ? { iface: s.interfaceName } : {}),
+    profiles: profs as string[],
+    ...(s.serviceAccountName ? { serviceAccount: s.serviceAccountName } : {}),
+  };
+  // The workload name serves `explain --from ns/pod`; the engine leaves it out (memory).
+  if (!opts.slim) ep.workload = s.pod ?? s.workload ?? w.metadata.name;
+  return ep;
+}
+
 /** Builds the model. Never throws for bad resources: it reports them in `problems` and fails closed. */
 export function buildModel(input: PolicyInput): Model {
   const problems: Problem[] = [];
@@ -623,21 +730,27 @@ export function buildModel(input: PolicyInput): Model {
         }
         case 'NetworkSet':
         case 'GlobalNetworkSet': {
-          const s = (r.spec ?? {}) as NetworkSetSpec | GlobalNetworkSetSpec;
-          const { hosts4, hosts6, nets } = hostsAndNets(s.nets, label(r));
-          objects.push({
-            kind: r.kind,
-            name: r.metadata.name,
-            ...(ns && r.kind === 'NetworkSet' ? { namespace: ns } : {}),
-            labels: {
-              ...(r.metadata.labels ?? {}),
-              ...(ns && r.kind === 'NetworkSet' ? { [NAMESPACE_LABEL]: ns } : {}),
-            },
-            hosts4,
-            hosts6,
-            nets,
-            ports: [],
-          });
+          // Same resource object → same address object: the engine's selector index sees no change.
+          let o = netSetCache.get(r);
+          if (!o) {
+            const s = (r.spec ?? {}) as NetworkSetSpec | GlobalNetworkSetSpec;
+            const { hosts4, hosts6, nets } = hostsAndNets(s.nets, label(r));
+            o = {
+              kind: r.kind,
+              name: r.metadata.name,
+              ...(ns && r.kind === 'NetworkSet' ? { namespace: ns } : {}),
+              labels: {
+                ...(r.metadata.labels ?? {}),
+                ...(ns && r.kind === 'NetworkSet' ? { [NAMESPACE_LABEL]: ns } : {}),
+              },
+              hosts4,
+              hosts6,
+              nets,
+              ports: [],
+            };
+            netSetCache.set(r, o);
+          }
+          objects.push(o);
           break;
         }
         case 'WorkloadEndpoint':
@@ -676,12 +789,20 @@ export function buildModel(input: PolicyInput): Model {
   const nsNames = new Set<string>([
     ...namespaces.keys(),
     ...weps.map((w) => w.metadata.namespace ?? 'default'),
+    ...(input.endpointNamespaces ?? []),
   ]);
   for (const ns of nsNames) {
     const labels = namespaces.get(ns) ?? nsDefaultLabels(ns);
     if (!namespaces.has(ns)) namespaces.set(ns, labels);
     const name = `kns.${ns}`;
     if (profiles.has(name)) continue;
+    // Same namespace labels → the same profile object as last build (the compiler skips it).
+    const cacheKey = `${ns}\u0000${JSON.stringify(labels)}`;
+    const cached = knsProfileCache.get(cacheKey);
+    if (cached) {
+      profiles.set(name, cached);
+      continue;
+    }
     const allowAll: NRule = normRule(
       { action: 'Allow' },
       0,
@@ -690,12 +811,15 @@ export function buildModel(input: PolicyInput): Model {
       entityMatch({ kind: 'any' }, new Selector('')),
       name,
     );
-    profiles.set(name, {
+    const pr: NProfile = {
       name,
       ingress: [allowAll],
       egress: [{ ...allowAll }],
       labelsToApply: Object.fromEntries(Object.entries(labels).map(([k, v]) => [`pcns.${k}`, v])),
-    });
+    };
+    if (knsProfileCache.size > 10_000) knsProfileCache.clear();
+    knsProfileCache.set(cacheKey, pr);
+    profiles.set(name, pr);
   }
 
   const endpoints: Endpoint[] = [];
@@ -713,15 +837,13 @@ export function buildModel(input: PolicyInput): Model {
   // By list identity first: lists are shared (the agent interns them, defaults are per namespace),
   // and a join per endpoint per compile was 100k garbage strings.
   const inheritedByList = new Map<readonly string[], { labels: Record<string, string>; sig: string }>();
-  const inheritedFor = (profs: string[]) => {
+  const inheritedFor = (profs: readonly string[]) => {
     const same = inheritedByList.get(profs);
     if (same) return same;
     const k = profs.join('\u0000');
     let v = inheritedBy.get(k);
     if (!v) {
-      const labels: Record<string, string> = {};
-      for (const p of profs) Object.assign(labels, profiles.get(p)?.labelsToApply ?? {});
-      v = { labels, sig: JSON.stringify(labels) };
+      v = inheritedLabels(profiles, profs);
       inheritedBy.set(k, v);
     }
     inheritedByList.set(profs, v);
@@ -736,44 +858,13 @@ export function buildModel(input: PolicyInput): Model {
       const profs = s.profiles && s.profiles.length > 0 ? s.profiles : defaultProfiles(ns);
       const inherited = inheritedFor(profs);
       // Same resource object and same inherited labels → the same Endpoint object as last build,
-      // which lets the compiler re-use its sets (compiler.ts, CompileCache).
+      // which lets the compiler re-use its sets.
       const hit = endpointCache.get(w);
       if (hit && hit.sig === inherited.sig) {
         endpoints.push(hit.ep);
         return;
       }
-      const { hosts4, hosts6, nets } = hostsAndNets(s.ipNetworks, label(w));
-      // Built by plain stores, not spreads: past a few thousand endpoints V8 gave every spread-built
-      // object a hidden class of its own (~200 bytes each, 20 MB per 100k endpoints).
-      const labels: Record<string, string> = {};
-      for (const k in inherited.labels) labels[k] = inherited.labels[k]!;
-      const own = w.metadata.labels;
-      if (own) for (const k in own) labels[k] = own[k]!;
-      labels[NAMESPACE_LABEL] = ns;
-      labels[ORCHESTRATOR_LABEL] = s.orchestrator ?? 'k8s';
-      if (s.serviceAccountName) labels[SERVICE_ACCOUNT_LABEL] = s.serviceAccountName;
-      const ep: Endpoint = {
-        kind: 'WorkloadEndpoint',
-        name: w.metadata.name,
-        namespace: ns,
-        labels,
-        hosts4,
-        hosts6,
-        nets,
-        ports:
-          s.ports && s.ports.length > 0
-            ? s.ports.map((p) => ({
-                name: p.name,
-                protocol: protocolNumber(p.protocol, label(w)),
-                port: p.port,
-              }))
-            : NO_PORTS,
-        node: s.node,
-        ...(s.interfaceName ? { iface: s.interfaceName } : {}),
-        profiles: profs,
-        ...(s.serviceAccountName ? { serviceAccount: s.serviceAccountName } : {}),
-        workload: s.pod ?? s.workload ?? w.metadata.name,
-      };
+      const ep = wepEndpoint(w, profs, inherited.labels);
       endpointCache.set(w, { sig: inherited.sig, ep });
       endpoints.push(ep);
     });
@@ -781,12 +872,17 @@ export function buildModel(input: PolicyInput): Model {
   for (const h of heps) {
     guard(h, () => {
       const s = h.spec;
-      const inherited: Record<string, string> = {};
-      for (const p of s.profiles ?? []) Object.assign(inherited, profiles.get(p)?.labelsToApply ?? {});
-      endpoints.push({
+      const profs = s.profiles ?? [];
+      const inherited = inheritedFor(profs as string[]);
+      const hit = hostEndpointCache.get(h);
+      if (hit && hit.sig === inherited.sig) {
+        endpoints.push(hit.ep);
+        return;
+      }
+      const ep: Endpoint = {
         kind: 'HostEndpoint',
         name: h.metadata.name,
-        labels: { ...inherited, ...(h.metadata.labels ?? {}) },
+        labels: { ...inherited.labels, ...(h.metadata.labels ?? {}) },
         ...hostsAndNets(s.expectedIPs, label(h)),
         ports: (s.ports ?? []).map((p) => ({
           name: p.name,
@@ -795,9 +891,11 @@ export function buildModel(input: PolicyInput): Model {
         })),
         node: s.node,
         ...(s.interfaceName ? { iface: s.interfaceName } : {}),
-        profiles: [...(s.profiles ?? [])],
+        profiles: [...profs],
         workload: h.metadata.name,
-      });
+      };
+      hostEndpointCache.set(h, { sig: inherited.sig, ep });
+      endpoints.push(ep);
     });
   }
 
@@ -834,6 +932,16 @@ export function buildModel(input: PolicyInput): Model {
 
   for (const e of endpoints) objects.push(e);
   return { node: input.node, tiers: sortedTiers, profiles, namespaces, endpoints, objects, pools, problems };
+}
+
+/** Labels an endpoint inherits from its profiles (later profiles win), and their signature. */
+export function inheritedLabels(
+  profiles: ReadonlyMap<string, NProfile>,
+  profs: readonly string[],
+): { labels: Record<string, string>; sig: string } {
+  const labels: Record<string, string> = {};
+  for (const p of profs) Object.assign(labels, profiles.get(p)?.labelsToApply ?? {});
+  return { labels, sig: JSON.stringify(labels) };
 }
 
 function normProfile(name: string, s: ProfileSpec, problems: Problem[]): NProfile {

@@ -215,6 +215,41 @@ export function contentCommands(rs: NftRuleset): NftCommand[] {
   return cmds;
 }
 
+/**
+ * `JSON.stringify({nftables: fullReplaceCommands(rs)})`, without building the command objects, and
+ * with each chain's rule commands serialised once per rules array: a periodic resync of an
+ * unchanged 26k-rule table re-serialises only the set elements.
+ */
+export function fullReplaceJson(rs: NftRuleset): string {
+  const parts: string[] = [];
+  const push = (c: NftCommand) => parts.push(JSON.stringify(c));
+  const t = tableObj(rs);
+  push({ add: { table: t } });
+  push({ delete: { table: t } });
+  push({ add: { table: t } });
+  for (const c of rs.chains.values()) push({ add: { chain: chainObj(rs, c) } });
+  for (const st of rs.sets.values()) push({ add: { set: setObj(rs, st, true) } });
+  for (const m of rs.maps.values()) push({ add: { map: mapObj(rs, m, true) } });
+  for (const c of rs.chains.values()) {
+    if (c.rules.length === 0) continue;
+    let hit = rulesJson.get(c.rules);
+    if (!hit || hit.chain !== c.name || hit.table !== rs.table || hit.count !== c.rules.length) {
+      hit = {
+        chain: c.name,
+        table: rs.table,
+        count: c.rules.length,
+        text: c.rules.map((r) => JSON.stringify({ add: { rule: ruleObj(rs, c.name, r) } })).join(','),
+      };
+      rulesJson.set(c.rules, hit);
+    }
+    parts.push(hit.text);
+  }
+  return `{"nftables":[${parts.join(',')}]}`;
+}
+
+/** Serialised rule commands by rules array (rules arrays are never mutated once in a ruleset). */
+const rulesJson = new WeakMap<RuleSpec[], { chain: string; table: string; count: number; text: string }>();
+
 /** What `gingham policy render` prints and `nft -j -f` accepts. */
 export function toNftJson(rs: NftRuleset, mode: 'full' | 'content' = 'full'): { nftables: NftCommand[] } {
   return { nftables: mode === 'full' ? fullReplaceCommands(rs) : contentCommands(rs) };

@@ -3,6 +3,7 @@
 // {type:'events'|'pools'|'schedule'|'close'}; out: {type:'error'|'applied'}.
 import { parentPort, workerData } from 'node:worker_threads';
 import pino from 'pino';
+import * as policyModule from '../../policy/index.js';
 import type { ResourceEvent } from '../../store/index.js';
 import type { PoolInput } from '../calc/model.js';
 import { PolicyDataplane } from './nft.js';
@@ -21,14 +22,19 @@ const data = workerData as { node: string; logLevel: string };
 const port = parentPort!;
 const log = pino({ level: data.logLevel, base: { component: 'agent-policy', node: data.node } });
 const post = (m: FromWorker): void => port.postMessage(m);
-const policy = new PolicyDataplane(data.node, log, {
-  onError: (err) => post({ type: 'error', message: err.message }),
-  onApplied: (report) =>
-    post({
-      type: 'applied',
-      report: { mode: report.mode, commands: report.commands, durationMs: report.durationMs },
-    }),
-});
+const policy = new PolicyDataplane(
+  data.node,
+  log,
+  {
+    onError: (err) => post({ type: 'error', message: err.message }),
+    onApplied: (report) =>
+      post({
+        type: 'applied',
+        report: { mode: report.mode, commands: report.commands, durationMs: report.durationMs },
+      }),
+  },
+  policyModule,
+);
 
 port.on('message', (m: ToWorker) => {
   switch (m.type) {

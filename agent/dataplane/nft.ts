@@ -4,6 +4,8 @@
 //
 // Runs in its own coalescing loop so route programming never waits for a policy compile; a failed
 // update leaves the previous ruleset in force (the applier's transactions are atomic) and is retried.
+// The policy engine (policy/engine.ts) keeps the state incrementally: a remote endpoint event moves
+// set elements, it does not recompile the cluster.
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Kind, Resource, ResourceEvent } from '../../store/index.js';
@@ -24,6 +26,9 @@ export const POLICY_KINDS: Kind[] = [
 
 type Obj = Record<string, unknown>;
 
+/** Events per message to the policy worker. */
+const EVENT_CHUNK = 2000;
+
 /**
  * A WorkloadEndpoint reduced to what policy needs (labels, addresses, ports, profiles): with 100k
  * remote endpoints the agent keeps ~5× less than the full resource. Given this node's name, another
@@ -33,7 +38,15 @@ export function slimEndpoint(r: Resource, localNode?: string): Resource {
   const s = (r.spec ?? {}) as Obj;
   const spec: Obj = { node: s.node, ipNetworks: s.ipNetworks };
   const remote = localNode !== undefined && s.node !== localNode;
-  for (const k of ['interfaceName', 'profiles', 'ports', 'serviceAccountName', 'pod', 'workload']) {
+  for (const k of [
+    'interfaceName',
+    'profiles',
+    'ports',
+    'serviceAccountName',
+    'orchestrator',
+    'pod',
+    'workload',
+  ]) {
     if (remote && (k === 'interfaceName' || k === 'pod' || k === 'workload')) continue;
     if (s[k] !== undefined) spec[k] = s[k];
   }
@@ -43,78 +56,14 @@ export function slimEndpoint(r: Resource, localNode?: string): Resource {
   return { apiVersion: r.apiVersion, kind: r.kind, metadata, spec };
 }
 
-/**
- * Shares equal strings, label maps and profile lists between the endpoints the policy worker keeps:
- * a structured-clone copy (postMessage) gives every endpoint its own "projectcalico.org/v3", its own
- * node name, its own `{app: "web"}`. Bounded: past `limit` entries it starts over (sharing is only
- * an optimisation; nothing depends on identity).
- */
-export class Interner {
-  private strings = new Map<string, string>();
-  private records = new Map<string, Readonly<Record<string, string>>>();
-  private lists = new Map<string, readonly string[]>();
-
-  constructor(private readonly limit = 200_000) {}
-
-  str<T extends string | undefined>(s: T): T {
-    if (s === undefined) return s;
-    const hit = this.strings.get(s);
-    if (hit !== undefined) return hit as T;
-    if (this.strings.size >= this.limit) this.strings.clear();
-    this.strings.set(s, s);
-    return s;
-  }
-
-  labels(l: Record<string, string> | undefined): Record<string, string> | undefined {
-    if (l === undefined) return l;
-    const key = JSON.stringify(l);
-    const hit = this.records.get(key);
-    if (hit) return hit as Record<string, string>;
-    const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(l)) out[this.str(k)] = this.str(v);
-    // not frozen: a frozen object gets a map of its own in V8, which costs more than it guards
-    if (this.records.size >= this.limit) this.records.clear();
-    this.records.set(this.str(key), out);
-    return out;
-  }
-
-  list(l: unknown): unknown {
-    if (!Array.isArray(l) || !l.every((x) => typeof x === 'string')) return l;
-    const key = l.join('\u0000');
-    const hit = this.lists.get(key);
-    if (hit) return hit;
-    const out = l.map((x: string) => this.str(x));
-    if (this.lists.size >= this.limit) this.lists.clear();
-    this.lists.set(key, out);
-    return out;
-  }
-
-  /** A slim endpoint (slimEndpoint) rebuilt from shared pieces. */
-  endpoint(r: Resource): Resource {
-    const s = (r.spec ?? {}) as Obj;
-    const spec: Obj = {};
-    for (const [k, v] of Object.entries(s)) {
-      if (k === 'node' || k === 'serviceAccountName') spec[k] = this.str(v as string | undefined);
-      else if (k === 'profiles') spec[k] = this.list(v);
-      else spec[k] = v;
-    }
-    const metadata: Resource['metadata'] = { name: r.metadata.name };
-    if (r.metadata.namespace !== undefined) metadata.namespace = this.str(r.metadata.namespace);
-    const labels = this.labels(r.metadata.labels);
-    if (labels !== undefined) metadata.labels = labels;
-    return { apiVersion: this.str(r.apiVersion), kind: this.str(r.kind), metadata, spec };
-  }
-}
-
 export interface NftSeamHooks {
   onError(err: Error): void;
   onApplied(report: { mode: string; commands: number; durationMs: number }): void;
 }
 
 export class PolicyDataplane {
-  private readonly resources = new Map<string, Resource>();
-  private readonly interner = new Interner();
-  private pools: PoolInput[] = [];
+  /** The incremental engine: the only copy of the cluster's policy state (compact endpoints). */
+  private readonly engine: import('../../policy/index.js').PolicyEngine;
   private running = false;
   private again = false;
   private full = false;
@@ -122,38 +71,37 @@ export class PolicyDataplane {
   private backoffMs = 500;
   private retry: NodeJS.Timeout | null = null;
 
+  /** `policy` is policy/index.js, passed in so the agent's main thread never loads the compiler. */
   constructor(
-    private readonly node: string,
+    node: string,
     private readonly log: Logger,
     private readonly hooks: NftSeamHooks,
-  ) {}
-
-  static key(kind: string, name: string, ns?: string): string {
-    return `${kind}/${ns ?? ''}/${name}`;
+    private readonly policy: typeof import('../../policy/index.js'),
+  ) {
+    this.engine = new policy.PolicyEngine({ node });
   }
 
   /** Feed store events (policy kinds and WorkloadEndpoints of every node). */
   onEvents(events: readonly ResourceEvent[]): boolean {
-    let changed = false;
+    const changes: import('../../policy/index.js').PolicyChange[] = [];
     for (const ev of events) {
       if (ev.kind !== 'WorkloadEndpoint' && !POLICY_KINDS.includes(ev.kind)) continue;
-      if (ev.type === 'deleted') {
-        changed =
-          this.resources.delete(PolicyDataplane.key(ev.kind, ev.key.name, ev.key.namespace)) || changed;
-      } else {
-        const r =
-          ev.kind === 'WorkloadEndpoint'
-            ? this.interner.endpoint(slimEndpoint(ev.resource, this.node))
-            : ev.resource;
-        this.resources.set(PolicyDataplane.key(ev.kind, r.metadata.name, r.metadata.namespace), r);
-        changed = true;
-      }
+      const meta = ev.type === 'deleted' ? ev.key : ev.resource.metadata;
+      changes.push({
+        kind: ev.kind,
+        name: meta.name,
+        ...(meta.namespace !== undefined ? { namespace: meta.namespace } : {}),
+        resource: ev.type === 'deleted' ? null : ev.resource,
+      });
     }
-    return changed;
+    if (changes.length > 0) this.engine.update(changes);
+    return changes.length > 0;
   }
 
   setPools(pools: readonly PoolInput[]): void {
-    this.pools = pools.map((p) => ({ ...p }));
+    this.engine.setPools(
+      pools.map((p) => ({ cidr: p.cidr, natOutgoing: p.natOutgoing, disabled: p.disabled })),
+    );
   }
 
   /** Schedules a compile + apply; `full` replaces the whole table (periodic resync). */
@@ -173,13 +121,8 @@ export class PolicyDataplane {
         this.again = false;
         const full = this.full;
         this.full = false;
-        const { compileRuleset, NftApplier } = await import('../../policy/index.js');
-        this.applier ??= new NftApplier({ onEvent: (e, d) => this.log.warn(d, `nft: ${e}`) });
-        const rs = compileRuleset({
-          node: this.node,
-          resources: [...this.resources.values()],
-          pools: this.pools.map((p) => ({ cidr: p.cidr, natOutgoing: p.natOutgoing, disabled: p.disabled })),
-        });
+        this.applier ??= new this.policy.NftApplier({ onEvent: (e, d) => this.log.warn(d, `nft: ${e}`) });
+        const rs = this.engine.ruleset();
         const report = full ? await this.applier.applyFull(rs) : await this.applier.apply(rs);
         this.backoffMs = 500;
         this.hooks.onApplied(report);
@@ -241,7 +184,10 @@ export class PolicyWorker {
             : ev,
       );
     }
-    if (relevant.length > 0) this.worker.postMessage({ type: 'events', events: relevant });
+    // In chunks: the worker turns each into compact endpoints before the next is deserialised, so a
+    // 100k-endpoint snapshot never sits in the worker's heap as resources all at once.
+    for (let i = 0; i < relevant.length; i += EVENT_CHUNK)
+      this.worker.postMessage({ type: 'events', events: relevant.slice(i, i + EVENT_CHUNK) });
     return relevant.length > 0;
   }
 

@@ -29,7 +29,7 @@ export interface Workload {
   labels: Record<string, string>;
 }
 
-class Agent {
+export class Agent {
   private next = 0;
   private readonly waiting = new Map<number, (r: { ok: boolean; peer?: string }) => void>();
   private readyResolve!: () => void;
@@ -69,7 +69,7 @@ class Agent {
   }
 }
 
-function startAgent(ns: Netns): Agent {
+export function startAgent(ns: Netns): Agent {
   const [cmd, args] = ns.wrap(process.execPath, [join(here, 'probe-agent.mjs'), ...SERVED_PORTS.map(String)]);
   return new Agent(spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] }));
 }

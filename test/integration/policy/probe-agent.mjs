@@ -10,21 +10,30 @@ import readline from 'node:readline';
 
 const ports = process.argv.slice(2).map(Number);
 let ready = 0;
-const total = ports.length * 2;
+// IPv4 and IPv6 (v6-only sockets, so IPv4 peers are not seen as ::ffff:a.b.c.d), TCP and UDP.
+const total = ports.length * 4;
 const onReady = () => {
   ready++;
   if (ready === total) process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
 };
 for (const port of ports) {
-  net
-    .createServer((s) => {
+  for (const [host, udpType] of [
+    ['0.0.0.0', 'udp4'],
+    ['::', 'udp6'],
+  ]) {
+    const v6 = udpType === 'udp6';
+    const srv = net.createServer((s) => {
       s.on('error', () => {});
       s.end(`${s.remoteAddress}\n`);
-    })
-    .listen(port, '0.0.0.0', onReady);
-  const u = dgram.createSocket('udp4');
-  u.on('message', (_msg, rinfo) => u.send(`${rinfo.address}\n`, rinfo.port, rinfo.address));
-  u.bind(port, '0.0.0.0', onReady);
+    });
+    // Without IPv6 in the namespace the v6 sockets fail; the agent still serves IPv4.
+    srv.on('error', () => v6 && onReady());
+    srv.listen({ port, host, ipv6Only: v6 }, onReady);
+    const u = dgram.createSocket({ type: udpType, ipv6Only: v6 });
+    u.on('error', () => v6 && onReady());
+    u.on('message', (_msg, rinfo) => u.send(`${rinfo.address}\n`, rinfo.port, rinfo.address));
+    u.bind(port, host, onReady);
+  }
 }
 
 function reply(id, ok, peer) {
@@ -50,8 +59,16 @@ function tcpProbe({ id, host, port, timeoutMs }) {
   s.on('error', () => finish(false));
 }
 
+// Each UDP probe takes the next source port of a private range. With a kernel-chosen port, a probe
+// could reuse the 5-tuple of an earlier probe that was allowed: its conntrack entry (30 s) is
+// "established" and is let through by the fast path before any policy — a policy change in
+// between would look like it did not apply. A counter does not repeat within a test run.
+let nextUdpPort = 20000 + Math.floor(Math.random() * 20000);
+
 function udpProbe({ id, host, port, timeoutMs }) {
-  const u = dgram.createSocket('udp4');
+  const u = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  const srcPort = nextUdpPort;
+  nextUdpPort = nextUdpPort >= 59999 ? 20000 : nextUdpPort + 1;
   let done = false;
   const finish = (ok, peer) => {
     if (done) return;
@@ -63,7 +80,7 @@ function udpProbe({ id, host, port, timeoutMs }) {
   const t = setTimeout(() => finish(false), timeoutMs);
   u.on('message', (m) => finish(true, String(m).trim()));
   u.on('error', () => finish(false));
-  u.send('probe', port, host);
+  u.bind(srcPort, () => u.send('probe', port, host));
 }
 
 // iputils ping if installed, else busybox's (Debian busybox-static).

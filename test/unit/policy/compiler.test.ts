@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parsePrefix } from '../../../lib/ip.js';
-import { CompileCache, compile, FILTER_PRIORITY, NAT_PRIORITY, toNftJson } from '../../../policy/index.js';
-import { mergePrefixes, prefixText } from '../../../policy/nft.js';
+import { compile, FILTER_PRIORITY, NAT_PRIORITY, toNftJson } from '../../../policy/index.js';
+import { fullReplaceJson, mergePrefixes, prefixText } from '../../../policy/nft.js';
 import type { Resource } from '../../../store/api.js';
 import {
   calicoPolicy,
@@ -275,53 +275,91 @@ describe('compiler', () => {
     assert.match(JSON.stringify(r3.chains.get(name)!.rules), /@n4-/);
   });
 
-  it('the compile cache follows endpoint changes: relabel, new pod, removed pod, namespace labels', () => {
-    const cache = new CompileCache();
+  it('rule-level serviceAccounts: names and a selector over the account labels (pcsa.* from ksa profiles)', () => {
+    const ksa = (ns: string, sa: string, labels: Record<string, string>): Resource => ({
+      apiVersion: 'projectcalico.org/v3',
+      kind: 'Profile',
+      metadata: { name: `ksa.${ns}.${sa}` },
+      spec: { labelsToApply: Object.fromEntries(Object.entries(labels).map(([k, v]) => [`pcsa.${k}`, v])) },
+    });
+    const withSa = (name: string, ip: string, sa: string): Resource => {
+      const r = pod('y', name, { ip, iface: `ghy${name}`, node: 'node2', serviceAccountName: sa });
+      (r.spec as { profiles?: string[] }).profiles = ['kns.y', `ksa.y.${sa}`];
+      return r;
+    };
+    const res = [
+      namespace('x'),
+      namespace('y'),
+      pod('x', 'a', { ip: '10.65.0.1', iface: 'ghxa', labels: { app: 'web' } }),
+      withSa('p', '10.65.1.1', 'api'),
+      withSa('q', '10.65.1.2', 'batch'),
+      withSa('r', '10.65.1.3', 'api2'),
+      pod('y', 's', { ip: '10.65.1.4', iface: 'ghys', node: 'node2' }),
+      ksa('y', 'api', { tier: 'front' }),
+      ksa('y', 'batch', { tier: 'back' }),
+      ksa('y', 'api2', { tier: 'front' }),
+    ];
+    const membersOf = (source: Record<string, unknown>) => {
+      const gnp = globalPolicy('sa', { selector: 'app == "web"', ingress: [{ action: 'Allow', source }] });
+      const r = compile({ node: NODE, resources: [...res, gnp] });
+      assert.deepEqual(
+        r.problems.filter((p) => p.severity === 'error'),
+        [],
+      );
+      const chain = JSON.stringify(r.ruleset.chains.get('pi-default/sa')!.rules);
+      const set = [...r.ruleset.sets.values()].find(
+        (s) => s.name.startsWith('s4-') && chain.includes(s.name),
+      )!;
+      return [...set.elements.values()].map(String).sort();
+    };
+    assert.deepEqual(membersOf({ serviceAccounts: { names: ['api', 'batch'] } }), ['10.65.1.1', '10.65.1.2']);
+    assert.deepEqual(membersOf({ serviceAccounts: { selector: 'tier == "front"' } }), [
+      '10.65.1.1',
+      '10.65.1.3',
+    ]);
+    assert.deepEqual(
+      membersOf({ serviceAccounts: { names: ['api2'], selector: 'tier == "front"' } }),
+      ['10.65.1.3'],
+      'names and selector both apply',
+    );
+    assert.deepEqual(
+      membersOf({ serviceAccounts: { selector: 'projectcalico.org/name == "batch"' } }),
+      ['10.65.1.2'],
+      'projectcalico.org/name is the account name',
+    );
+    assert.deepEqual(
+      membersOf({ serviceAccounts: {} }),
+      ['10.65.1.1', '10.65.1.2', '10.65.1.3'],
+      'any account',
+    );
+  });
+
+  it('rule-level services are rejected with a reason; the policy fails closed', () => {
+    const gnp = globalPolicy('svc', {
+      selector: 'app == "web"',
+      ingress: [{ action: 'Allow', source: { services: { name: 'db', namespace: 'y' } } }],
+    });
+    const r = compile({ node: NODE, resources: [...base, gnp] });
+    const p = r.problems.find((x) => x.object === 'GlobalNetworkPolicy svc');
+    assert.ok(p && p.severity === 'error', 'reported');
+    assert.match(p.message, /services .*not supported.*Service endpoints/);
+    assert.match(ruleText(r.ruleset, 'pi-default/svc'), /is invalid \(fail closed\)/);
+  });
+
+  it('fullReplaceJson is the full-replace JSON, also when served from its per-chain cache', () => {
     const gnp = globalPolicy('from-db', {
       selector: 'app == "web"',
-      ingress: [{ action: 'Allow', source: { selector: 'app == "db"' } }],
+      ingress: [{ action: 'Allow', protocol: 'TCP', source: { selector: 'app == "db"' } }],
     });
-    const members = (res: Resource[]) => {
-      const rs = compile({ node: NODE, resources: res }, { cache }).ruleset;
-      const s4 = [...rs.sets.values()].find((s) => s.name.startsWith('s4-'))!;
-      return [...s4.elements.keys()].sort();
-    };
-    const res = [...base, gnp];
-    assert.deepEqual(members(res), ['10.65.1.3']);
-    const relabelled = res.map((r) =>
-      r.metadata.name.includes('-k8s-b-') ? { ...r, metadata: { ...r.metadata, labels: { app: 'db' } } } : r,
+    const { ruleset } = compile({ node: NODE, resources: [...base, gnp, ipPool('p', '10.65.0.0/16', true)] });
+    const want = JSON.stringify(toNftJson(ruleset));
+    assert.equal(fullReplaceJson(ruleset), want);
+    assert.equal(fullReplaceJson(ruleset), want, 'second time, from the cache');
+    const other = { ...ruleset, table: 'other' };
+    assert.equal(
+      fullReplaceJson(other),
+      JSON.stringify(toNftJson(other)),
+      'another table: not the cached text',
     );
-    assert.deepEqual(members(relabelled), ['10.65.0.2', '10.65.1.3']);
-    const added = [
-      ...relabelled,
-      pod('y', 'e', { ip: '10.65.1.5', iface: 'ghye', node: 'node2', labels: { app: 'db' } }),
-    ];
-    assert.deepEqual(members(added), ['10.65.0.2', '10.65.1.3', '10.65.1.5']);
-    const removed = added.filter((r) => !r.metadata.name.includes('-k8s-c-'));
-    assert.deepEqual(members(removed), ['10.65.0.2', '10.65.1.5']);
-    const nsSel = globalPolicy('from-team-b', {
-      selector: 'app == "web"',
-      ingress: [{ action: 'Allow', source: { namespaceSelector: 'team == "b"' } }],
-    });
-    const nsOf = (res2: Resource[]) => {
-      const rs = compile({ node: NODE, resources: res2 }, { cache }).ruleset;
-      return [...rs.sets.values()]
-        .filter((s) => s.name.startsWith('s4-'))
-        .map((s) => [...s.elements.keys()].sort().join(','));
-    };
-    const withNs = [
-      ...base.filter((r) => r.kind !== 'Namespace'),
-      namespace('x', { team: 'a' }),
-      namespace('y', { team: 'b' }),
-      nsSel,
-    ];
-    assert.deepEqual(nsOf(withNs), ['10.65.1.3']);
-    const swapped = [
-      ...base.filter((r) => r.kind !== 'Namespace'),
-      namespace('x', { team: 'b' }),
-      namespace('y', { team: 'a' }),
-      nsSel,
-    ];
-    assert.deepEqual(nsOf(swapped), ['10.65.0.1,10.65.0.2']);
   });
 });
