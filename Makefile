@@ -31,7 +31,7 @@ node_modules/.package-lock.json: package-lock.json
 
 build: npm
 	npm run build --silent
-	@chmod +x dist/cli/main.js $(wildcard dist/cni/plugin.js dist/cni/ipam-plugin.js)
+	@chmod +x dist/cli/main.js $(wildcard dist/cni/plugin.js dist/cni/ipam-plugin.js dist/cni/*.cjs)
 
 lint: npm
 	npx biome check .

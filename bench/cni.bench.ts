@@ -1,7 +1,9 @@
-// CNI benchmarks: ADD and DEL latency (p50/p99) and sustained ADD+DEL pairs/s of gingham-cni
-// (with in-process gingham-ipam, etcd on a unix socket) next to Debian's bridge + host-local doing
-// the same in the same run; allocator throughput over 4 concurrent processes; and where an ADD's
-// time goes (process start, module load, IPAM, kernel, endpoint).
+// CNI benchmarks: ADD and DEL latency (p50/p99) and sustained ADD+DEL pairs/s of gingham-cni in
+// both modes — direct (in-process gingham-ipam, etcd on a unix socket) and agent mode (the thin
+// client handing the call to a `gingham agent` running in the node namespace) — next to Debian's
+// bridge + host-local doing the same in the same run, the three interleaved call by call so that
+// the machine's load drifts over all of them alike; allocator throughput over 4 concurrent
+// processes; and where an ADD's time goes (process start, module load, IPAM, kernel, endpoint).
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +17,7 @@ import {
   PLUGIN,
   poolResource,
   ROOT,
+  startCniAgent,
   startUnixEtcd,
 } from '../test/integration/cni/helpers.js';
 import type { BenchRow } from './types.js';
@@ -33,37 +36,39 @@ interface PluginUnderTest {
   conf: Record<string, unknown>;
 }
 
+/** n ADD+DEL rounds; in each round every plugin does one ADD and one DEL (interleaved). */
 async function timeAddDel(
   node: Netns,
-  p: PluginUnderTest,
+  plugins: PluginUnderTest[],
   n: number,
-): Promise<{ add: number[]; del: number[] }> {
-  const add: number[] = [];
-  const del: number[] = [];
+): Promise<{ add: number[]; del: number[] }[]> {
+  const out = plugins.map(() => ({ add: [] as number[], del: [] as number[] }));
   for (let i = 0; i < n; i++) {
-    const w = Netns.create('bw');
-    try {
-      const call = {
-        bin: p.bin,
-        containerId: `b${i}`,
-        netns: `/var/run/netns/${w.name}`,
-        ifname: 'eth0',
-        conf: p.conf,
-        nodeNs: node.name,
-      };
-      let t = performance.now();
-      const a = await cni({ ...call, command: 'ADD' });
-      add.push(performance.now() - t);
-      if (a.code !== 0) throw new Error(`${p.label} ADD failed: ${a.stdout}${a.stderr}`);
-      t = performance.now();
-      const d = await cni({ ...call, command: 'DEL' });
-      del.push(performance.now() - t);
-      if (d.code !== 0) throw new Error(`${p.label} DEL failed: ${d.stdout}`);
-    } finally {
-      w.destroy();
+    for (const [k, p] of plugins.entries()) {
+      const w = Netns.create('bw');
+      try {
+        const call = {
+          bin: p.bin,
+          containerId: `b${i}`,
+          netns: `/var/run/netns/${w.name}`,
+          ifname: 'eth0',
+          conf: p.conf,
+          nodeNs: node.name,
+        };
+        let t = performance.now();
+        const a = await cni({ ...call, command: 'ADD' });
+        out[k]!.add.push(performance.now() - t);
+        if (a.code !== 0) throw new Error(`${p.label} ADD failed: ${a.stdout}${a.stderr}`);
+        t = performance.now();
+        const d = await cni({ ...call, command: 'DEL' });
+        out[k]!.del.push(performance.now() - t);
+        if (d.code !== 0) throw new Error(`${p.label} DEL failed: ${d.stdout}`);
+      } finally {
+        w.destroy();
+      }
     }
   }
-  return { add, del };
+  return out;
 }
 
 async function sustainedPairs(node: Netns, p: PluginUnderTest, ms: number): Promise<number> {
@@ -154,11 +159,29 @@ async function addPhases(
         nodeNs: node.name,
       };
       const a = await cni({ ...call, command: 'ADD', env: { GINGHAM_CNI_TRACE: '1' } });
-      for (const m of a.stderr.matchAll(/\] ([\w: ]+): \+([\d.]+) ms \(at ([\d.]+) ms/g)) {
-        const key = m[1] === 'modules loaded' ? 'process start + module load' : m[1]!.replace('add: ', '');
+      const seen = (key: string, ms: string) => {
         const list = phases[key] ?? [];
-        list.push(Number(m[1] === 'modules loaded' ? m[3] : m[2]));
+        list.push(Number(ms));
         phases[key] = list;
+      };
+      // Direct: "modules loaded: +X ms (at T ms …)", "add: ipam: +X ms (at …)". Agent mode: "thin
+      // client loaded at T ms", "[gingham-cni agent] add: ipam: +X ms", "total in agent: X ms",
+      // "agent answered: +X ms" (from the client's start to the answer).
+      const patterns: [RegExp, (m: RegExpExecArray) => [string, string]][] = [
+        [/modules loaded: \+[\d.]+ ms \(at ([\d.]+) ms/, (m) => ['process start + module load', m[1]!]],
+        [/thin client loaded at ([\d.]+) ms/, (m) => ['process start + module load', m[1]!]],
+        [/\] add: ([\w ]+): \+([\d.]+) ms/, (m) => [m[1]!, m[2]!]],
+        [/total in agent: ([\d.]+) ms/, (m) => ['in the agent (total)', m[1]!]],
+        [/agent answered: \+([\d.]+) ms/, (m) => ['socket call (client side)', m[1]!]],
+      ];
+      for (const line of a.stderr.split('\n')) {
+        for (const [re, key] of patterns) {
+          const m = re.exec(line);
+          if (m) {
+            seen(...key(m));
+            break;
+          }
+        }
       }
       await cni({ ...call, command: 'DEL' });
     } finally {
@@ -176,6 +199,7 @@ export async function run(): Promise<BenchRow[]> {
   const tmp = mkdtempSync(join(tmpdir(), 'gingham-cni-bench-'));
   const rows: BenchRow[] = [];
   const B = 'cni';
+  let stopAgent = async (): Promise<void> => undefined;
   try {
     await etcd.kv.txn(
       [],
@@ -208,57 +232,89 @@ export async function run(): Promise<BenchRow[]> {
         ipam: { type: 'host-local', subnet: '10.101.0.0/16', dataDir: join(tmp, 'hl') },
       },
     };
-    // Warm-up (first block claim, page cache).
-    await timeAddDel(node, gingham, 2);
-    await timeAddDel(node, debian, 2);
-    const g = await timeAddDel(node, gingham, ITER);
-    const d = await timeAddDel(node, debian, ITER);
+    const agent = await startCniAgent(node, 'bench-node', etcd, join(tmp, 'cni.sock'));
+    stopAgent = () => agent.stop();
+    const viaAgent: PluginUnderTest = {
+      label: 'gingham-cni (agent mode)',
+      bin: PLUGIN,
+      conf: {
+        cniVersion: '1.0.0',
+        name: 'anet',
+        type: 'gingham-cni',
+        agent_socket: agent.socket,
+        ipam: { type: 'gingham-ipam', assign_ipv6: 'false' },
+      },
+    };
+    // Warm-up (first block claim, page cache, the agent's first calls).
+    await timeAddDel(node, [gingham, viaAgent, debian], 2);
+    const [g, a, d] = (await timeAddDel(node, [gingham, viaAgent, debian], ITER)) as [
+      { add: number[]; del: number[] },
+      { add: number[]; del: number[] },
+      { add: number[]; del: number[] },
+    ];
     const goalAdd = 'p50 ≤ 100 ms and ≤ 2× Debian';
+    const vsDebian = { baselineLabel: 'bridge+host-local' };
+    for (const [prefix, m, goal] of [
+      ['', g, undefined],
+      ['agent mode: ', a, goalAdd],
+    ] as const) {
+      rows.push(
+        {
+          bench: B,
+          metric: `${prefix}ADD p50`,
+          value: pct(m.add, 50),
+          unit: 'ms',
+          baseline: pct(d.add, 50),
+          ...vsDebian,
+          ...(goal ? { goal } : {}),
+        },
+        {
+          bench: B,
+          metric: `${prefix}ADD p99`,
+          value: pct(m.add, 99),
+          unit: 'ms',
+          baseline: pct(d.add, 99),
+          ...vsDebian,
+        },
+        {
+          bench: B,
+          metric: `${prefix}DEL p50`,
+          value: pct(m.del, 50),
+          unit: 'ms',
+          baseline: pct(d.del, 50),
+          ...vsDebian,
+        },
+        {
+          bench: B,
+          metric: `${prefix}DEL p99`,
+          value: pct(m.del, 99),
+          unit: 'ms',
+          baseline: pct(d.del, 99),
+          ...vsDebian,
+        },
+      );
+    }
+    const gp = await sustainedPairs(node, gingham, SUSTAIN_MS);
+    const ap = await sustainedPairs(node, viaAgent, SUSTAIN_MS);
+    const dp = await sustainedPairs(node, debian, SUSTAIN_MS);
     rows.push(
       {
         bench: B,
-        metric: 'ADD p50',
-        value: pct(g.add, 50),
-        unit: 'ms',
-        baseline: pct(d.add, 50),
-        baselineLabel: 'bridge+host-local',
-        goal: goalAdd,
+        metric: 'sustained ADD+DEL pairs (1 runtime)',
+        value: gp,
+        unit: 'pairs/s',
+        baseline: dp,
+        ...vsDebian,
       },
       {
         bench: B,
-        metric: 'ADD p99',
-        value: pct(g.add, 99),
-        unit: 'ms',
-        baseline: pct(d.add, 99),
-        baselineLabel: 'bridge+host-local',
-      },
-      {
-        bench: B,
-        metric: 'DEL p50',
-        value: pct(g.del, 50),
-        unit: 'ms',
-        baseline: pct(d.del, 50),
-        baselineLabel: 'bridge+host-local',
-      },
-      {
-        bench: B,
-        metric: 'DEL p99',
-        value: pct(g.del, 99),
-        unit: 'ms',
-        baseline: pct(d.del, 99),
-        baselineLabel: 'bridge+host-local',
+        metric: 'agent mode: sustained ADD+DEL pairs (1 runtime)',
+        value: ap,
+        unit: 'pairs/s',
+        baseline: dp,
+        ...vsDebian,
       },
     );
-    const gp = await sustainedPairs(node, gingham, SUSTAIN_MS);
-    const dp = await sustainedPairs(node, debian, SUSTAIN_MS);
-    rows.push({
-      bench: B,
-      metric: 'sustained ADD+DEL pairs (1 runtime)',
-      value: gp,
-      unit: 'pairs/s',
-      baseline: dp,
-      baselineLabel: 'bridge+host-local',
-    });
     const alloc = await allocatorThroughput(etcd.endpoint, 100);
     rows.push({
       bench: B,
@@ -271,6 +327,9 @@ export async function run(): Promise<BenchRow[]> {
     const phases = await addPhases(node, gingham.conf, 9);
     for (const [k, v] of Object.entries(phases))
       rows.push({ bench: B, metric: `ADD phase: ${k}`, value: v, unit: 'ms' });
+    const agentPhases = await addPhases(node, viaAgent.conf, 9);
+    for (const [k, v] of Object.entries(agentPhases))
+      rows.push({ bench: B, metric: `agent mode: ADD phase: ${k}`, value: v, unit: 'ms' });
     const bare = { ...process.env };
     delete bare.NODE_EXTRA_CA_CERTS;
     rows.push({
@@ -291,6 +350,7 @@ export async function run(): Promise<BenchRow[]> {
     });
     return rows;
   } finally {
+    await stopAgent();
     spawnSync('ip', ['-n', node.name, 'link', 'del', 'cnibench0']);
     node.destroy();
     await etcd.destroy();

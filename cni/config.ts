@@ -29,6 +29,8 @@ export interface NetConf {
   mtu?: number;
   nodename?: string;
   etcd_endpoints?: string;
+  /** Unix socket of the node's agent: the plugin hands the call to it (docs/cni.md, "Agent mode"). */
+  agent_socket?: string;
   /** Program the host /32 route and proxy-ARP during ADD (default true). */
   program_host_routes?: boolean;
   args?: { cni?: { labels?: { key: string; value: string }[] } };
@@ -46,6 +48,8 @@ export interface CniEnv {
   ifname: string;
   args: Record<string, string>;
   path: string[];
+  /** The call's CNI_* variables as given (passed on to delegated plugins). */
+  vars: Record<string, string>;
 }
 
 const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -87,6 +91,13 @@ export function checkIfName(name: string): void {
   }
 }
 
+/** The CNI_* variables of an environment (what a call's behaviour depends on). */
+export function cniVars(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (k.startsWith('CNI_') && v !== undefined) out[k] = v;
+  return out;
+}
+
 export function parseEnv(env: NodeJS.ProcessEnv): CniEnv {
   const command = env.CNI_COMMAND ?? '';
   if (!COMMANDS.includes(command)) {
@@ -117,6 +128,7 @@ export function parseEnv(env: NodeJS.ProcessEnv): CniEnv {
     ifname,
     args: parseCniArgs(env.CNI_ARGS),
     path: (env.CNI_PATH ?? '').split(':').filter(Boolean),
+    vars: cniVars(env),
   };
 }
 
@@ -165,6 +177,8 @@ export function parseNetConf(stdin: string): NetConf {
     throw bad('nodename', 'a non-empty string');
   if (v.etcd_endpoints !== undefined && typeof v.etcd_endpoints !== 'string')
     throw bad('etcd_endpoints', 'a comma-separated string');
+  if (v.agent_socket !== undefined && (typeof v.agent_socket !== 'string' || !v.agent_socket.startsWith('/')))
+    throw bad('agent_socket', 'an absolute path of a unix socket');
   const labels = isObject(v.args) && isObject(v.args.cni) ? v.args.cni.labels : undefined;
   if (labels !== undefined) {
     if (

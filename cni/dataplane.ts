@@ -1,8 +1,10 @@
 // Kernel side of a workload attachment: the veth pair, the container's addresses and routes,
 // the host's /32 (/128) route and proxy-ARP. Driven through iproute2 in batch mode (`ip -n` for
 // the container side when it is a named netns): measured cheaper to start than any netlink
-// binding in Node. (Starting them while IPAM runs was tried and measured no faster: Node's
-// spawn blocks the event loop until the child has exec'd, and that is most of an `ip` call.)
+// binding in Node. (In the plugin, starting them while IPAM runs was tried and measured no
+// faster: Node's spawn blocks the event loop until the child has exec'd, and that is most of an
+// `ip` call. The agent's CNI server has its `ip` processes started ahead of time, so there the
+// pair is created while IPAM runs: createPair/configurePair.)
 import { spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import { access, writeFile } from 'node:fs/promises';
@@ -23,7 +25,7 @@ export class DataplaneError extends CniError {
   }
 }
 
-interface ExecResult {
+export interface ExecResult {
   code: number;
   stdout: string;
   stderr: string;
@@ -52,11 +54,11 @@ function exec(cmd: string, args: string[], input?: string): Promise<ExecResult> 
 let netnsRunDir: string | null | undefined;
 
 /**
- * The command that runs `ip ARGS` inside the namespace at path `netns`: `ip -n NAME` when the path
- * is a named namespace (iproute2 switches itself: one exec, ~7 ms less than nsenter + ip),
- * else nsenter (any path, e.g. /proc/PID/ns/net).
+ * How `ip` reaches the namespace at path `netns`: by name (`ip -n NAME`: iproute2 switches itself,
+ * one exec, ~7 ms less than nsenter + ip) when it is a named namespace, else by path (nsenter; any
+ * path, e.g. /proc/PID/ns/net).
  */
-function ipIn(netns: string, args: string[]): [string, string[]] {
+export function netnsTarget(netns: string): { name: string } | { path: string } {
   if (netnsRunDir === undefined) {
     try {
       netnsRunDir = realpathSync('/var/run/netns');
@@ -70,17 +72,36 @@ function ipIn(netns: string, args: string[]): [string, string[]] {
     dir = realpathSync(dirname(netns));
   } catch {}
   if (netnsRunDir !== null && dir === netnsRunDir && /^[\w.-]+$/.test(name) && !name.startsWith('.'))
-    return ['ip', ['-n', name, ...args]];
-  return ['nsenter', [`--net=${netns}`, 'ip', ...args]];
+    return { name };
+  return { path: netns };
 }
 
-/** Runs `ip` in the current namespace, or inside `netns` (a path). */
-async function ip(args: string[], opts: { netns?: string; input?: string; op: string }): Promise<string> {
-  const r = opts.netns
-    ? await exec(...ipIn(opts.netns, args), opts.input)
-    : await exec('ip', args, opts.input);
-  if (r.code !== 0) throw new DataplaneError(opts.op, r.stderr);
-  return r.stdout;
+/** The command that runs `ip ARGS` inside the namespace at path `netns`. */
+function ipIn(netns: string, args: string[]): [string, string[]] {
+  const t = netnsTarget(netns);
+  return 'name' in t ? ['ip', ['-n', t.name, ...args]] : ['nsenter', [`--net=${t.path}`, 'ip', ...args]];
+}
+
+/**
+ * Runs `ip -batch -` (lines on stdin) in this namespace or inside `netns` (a path). The plugin
+ * starts a process per batch; the agent's CNI server has processes started ahead of time
+ * (agent/cni/warm.ts), since starting one from a large process costs it 10–20 ms.
+ */
+export interface IpBatchRunner {
+  batch(lines: string[], netns?: string): Promise<ExecResult>;
+}
+
+export const spawnBatchRunner: IpBatchRunner = {
+  batch(lines, netns) {
+    const input = `${lines.join('\n')}\n`;
+    return netns ? exec(...ipIn(netns, ['-batch', '-']), input) : exec('ip', ['-batch', '-'], input);
+  },
+};
+
+/** Runs a batch; a failure is a DataplaneError naming `op`. */
+async function batch(run: IpBatchRunner, lines: string[], op: string, netns?: string): Promise<void> {
+  const r = await run.batch(lines, netns);
+  if (r.code !== 0) throw new DataplaneError(op, r.stderr);
 }
 
 /** Locally administered unicast MAC for the container side (random: Calico does the same). */
@@ -128,7 +149,10 @@ async function hostSysctls(hostIf: string, v6: boolean, routing: boolean): Promi
   }
 }
 
-function createLine(s: AttachSpec): string {
+/** What is known of an attachment before IPAM has answered: enough to create the pair. */
+export type PairSpec = Omit<AttachSpec, 'ipv4' | 'ipv6' | 'programHostRoutes'>;
+
+function createLine(s: PairSpec): string {
   return `link add ${s.hostIf} address ${HOST_SIDE_MAC} mtu ${s.mtu} type veth peer name ${s.ifname} address ${s.containerMac} mtu ${s.mtu} netns ${s.netns}`;
 }
 
@@ -157,53 +181,81 @@ function containerLines(s: AttachSpec): string[] {
   return c;
 }
 
-/** Creates the veth pair and configures both ends, one step after another. On failure, removes what it made. */
-export async function attach(s: AttachSpec): Promise<void> {
-  const v6 = s.ipv6.length > 0;
-  // The host side: create the pair (container end straight into the netns under its final name),
-  // bring the host end up, route the workload's addresses to it. One `ip -batch` for IPv4-only;
-  // with IPv6 the host end is brought up only after DAD is off, so that its link-local (the
-  // container's IPv6 gateway) is usable at once.
-  const create = createLine(s);
-  const up = hostUpLines(s);
-  const first = v6 ? [create] : [create, ...up];
+/**
+ * Runs the batch that creates the pair (`lines[0]`, then what else the caller adds). The pair may
+ * exist from a failed later line, or a leftover host veth of the same workload (crashed ADD,
+ * recreated sandbox) is in the way: ours is removed and the batch retried once.
+ */
+async function createWith(run: IpBatchRunner, s: PairSpec, lines: string[]): Promise<void> {
   const op = `creating veth ${s.hostIf}/${s.ifname} in ${s.netns}`;
+  const remove = () => run.batch([`link del ${s.hostIf}`]);
   try {
-    await ip(['-batch', '-'], { input: `${first.join('\n')}\n`, op });
+    await batch(run, lines, op);
   } catch (e) {
-    // The pair may exist from a failed later line, or a leftover host veth of the same workload
-    // (crashed ADD, recreated sandbox) is in the way: remove ours and retry once.
-    const r = await exec('ip', ['link', 'del', s.hostIf]);
+    const r = await remove();
     if (r.code !== 0 && !(e instanceof DataplaneError && /File exists/.test(e.stderr))) throw e;
-    await ip(['-batch', '-'], { input: `${first.join('\n')}\n`, op }).catch(async (e2) => {
-      await exec('ip', ['link', 'del', s.hostIf]);
+    await batch(run, lines, op).catch(async (e2) => {
+      await remove();
       throw e2;
     });
   }
+}
+
+/**
+ * After the pair exists: sysctls, the host end up with its routes, the container side. With
+ * IPv6 the host end comes up only after DAD is off, so that its link-local (the container's IPv6
+ * gateway) is usable at once; for IPv4 the three steps are independent and run side by side.
+ * On failure, removes the pair.
+ */
+async function configureWith(run: IpBatchRunner, s: AttachSpec, hostUp: boolean): Promise<void> {
+  const v6 = s.ipv6.length > 0;
+  const up = hostUpLines(s);
+  const container = () => batch(run, containerLines(s), `configuring ${s.ifname} in ${s.netns}`, s.netns);
   try {
-    await hostSysctls(s.hostIf, v6, s.programHostRoutes);
-    if (v6) await ip(['-batch', '-'], { input: `${up.join('\n')}\n`, op: `bringing up ${s.hostIf}` });
-    await ip(['-batch', '-'], {
-      netns: s.netns,
-      input: `${containerLines(s).join('\n')}\n`,
-      op: `configuring ${s.ifname} in ${s.netns}`,
-    });
+    if (v6) {
+      await hostSysctls(s.hostIf, v6, s.programHostRoutes);
+      if (hostUp) await batch(run, up, `bringing up ${s.hostIf}`);
+      await container();
+    } else {
+      // allSettled: every step has ended before the pair is removed.
+      const r = await Promise.allSettled([
+        hostSysctls(s.hostIf, v6, s.programHostRoutes),
+        hostUp ? batch(run, up, `bringing up ${s.hostIf}`) : Promise.resolve(),
+        container(),
+      ]);
+      for (const x of r) if (x.status === 'rejected') throw x.reason;
+    }
   } catch (e) {
-    await exec('ip', ['link', 'del', s.hostIf]);
+    await run.batch([`link del ${s.hostIf}`]);
     throw e;
   }
+}
+
+/**
+ * Creates the veth pair and configures both ends. The host side is one `ip -batch` for IPv4-only
+ * (create the pair — container end straight into the netns under its final name —, bring the
+ * host end up, route the workload's addresses to it); with IPv6 the host end is brought up later,
+ * after DAD is off. On failure, removes what it made.
+ */
+async function attachWith(run: IpBatchRunner, s: AttachSpec): Promise<void> {
+  const v6 = s.ipv6.length > 0;
+  await createWith(run, s, v6 ? [createLine(s)] : [createLine(s), ...hostUpLines(s)]);
+  await configureWith(run, s, v6);
 }
 
 /**
  * Removes the pair (deleting the host end removes both). Absent = success (DEL is idempotent).
  * The container side is never touched by name: an interface there may belong to another network.
  */
-export async function detach(hostIf: string): Promise<void> {
-  const r = await exec('ip', ['link', 'del', hostIf]);
+async function detachWith(run: IpBatchRunner, hostIf: string): Promise<void> {
+  const r = await run.batch([`link del ${hostIf}`]);
   if (r.code !== 0 && !/Cannot find device|does not exist/.test(r.stderr)) {
     throw new DataplaneError(`deleting ${hostIf}`, r.stderr);
   }
 }
+
+export const attach = (s: AttachSpec): Promise<void> => attachWith(spawnBatchRunner, s);
+export const detach = (hostIf: string): Promise<void> => detachWith(spawnBatchRunner, hostIf);
 
 export interface ContainerView {
   exists: boolean;
@@ -250,3 +302,41 @@ export async function netnsExists(netns: string): Promise<boolean> {
     return false;
   }
 }
+
+/** The kernel operations of the CNI commands (cni/commands.ts); the agent may bring its own. */
+export interface WorkloadDataplane {
+  attach(s: AttachSpec): Promise<void>;
+  /**
+   * Optional split of attach, for a caller whose batches cost no process start (the agent): the
+   * pair is created while IPAM runs (createPair), the rest once the addresses are known
+   * (configurePair, which removes the pair on failure).
+   */
+  createPair?(s: PairSpec): Promise<void>;
+  configurePair?(s: AttachSpec): Promise<void>;
+  detach(hostIf: string): Promise<void>;
+  hostLinkExists(hostIf: string): Promise<boolean>;
+  inspectContainer(netns: string, ifname: string): Promise<ContainerView>;
+  netnsExists(netns: string): Promise<boolean>;
+}
+
+/**
+ * The iproute2 implementation above, with `ip -batch` processes from `run`; `split`: offer
+ * createPair/configurePair (one batch more per ADD, but the first one runs alongside IPAM).
+ */
+export function iprouteDataplaneWith(run: IpBatchRunner, split = false): WorkloadDataplane {
+  const dp: WorkloadDataplane = {
+    attach: (s) => attachWith(run, s),
+    detach: (hostIf) => detachWith(run, hostIf),
+    hostLinkExists,
+    inspectContainer,
+    netnsExists,
+  };
+  if (split) {
+    dp.createPair = (s) => createWith(run, s, [createLine(s)]);
+    dp.configurePair = (s) => configureWith(run, s, true);
+  }
+  return dp;
+}
+
+/** The plugin's: a process per batch. */
+export const iprouteDataplane: WorkloadDataplane = iprouteDataplaneWith(spawnBatchRunner);

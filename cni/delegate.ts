@@ -1,6 +1,7 @@
 // Delegation to another plugin (CNI spec "Delegated plugins"): find the executable named by
-// `ipam.type` in CNI_PATH and run it with our environment (CNI_COMMAND possibly overridden) and
-// the same network configuration on stdin.
+// `ipam.type` in CNI_PATH and run it with the call's CNI_* environment (CNI_COMMAND possibly
+// overridden) and the same network configuration on stdin. The call's variables are passed
+// explicitly: in agent mode the process running us is the agent, not the runtime's child.
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
@@ -21,11 +22,17 @@ export function findPlugin(type: string, path: string[]): string {
 }
 
 /** Runs a delegated plugin; returns its parsed stdout (undefined when empty), or throws its CNI error. */
-export function delegate(type: string, command: string, stdin: string, path: string[]): Promise<unknown> {
+export function delegate(
+  type: string,
+  command: string,
+  stdin: string,
+  path: string[],
+  vars: Record<string, string>,
+): Promise<unknown> {
   const exe = findPlugin(type, path);
   return new Promise((resolve, reject) => {
     const p = spawn(exe, [], {
-      env: { ...process.env, CNI_COMMAND: command },
+      env: { ...process.env, ...vars, CNI_COMMAND: command },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let out = '';

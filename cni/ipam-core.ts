@@ -3,9 +3,16 @@
 // network config says `"ipam": {"type": "gingham-ipam"}` (saves one Node start per call).
 import { hostname } from 'node:os';
 import { Allocator, IpamError, NoUsablePoolError, PoolExhaustedError } from '../ipam/allocator.js';
-import { EtcdLite, EtcdRequestError, EtcdUnavailableError, parseEndpoints } from '../ipam/etcd-lite.js';
+import {
+  EtcdLite,
+  EtcdRequestError,
+  EtcdUnavailableError,
+  type KvClient,
+  parseEndpoints,
+} from '../ipam/etcd-lite.js';
 import { blockAllocations, blockPrefix, handleIdFor, parseBlock } from '../ipam/model.js';
 import { readPools } from '../ipam/resources.js';
+import type { Family } from '../lib/ip.js';
 import type { CniEnv, NetConf } from './config.js';
 import { CniCode, CniError } from './errors.js';
 import type { CniResult } from './result.js';
@@ -21,6 +28,21 @@ export interface GinghamIpamConf {
   ipv6_pools?: string[];
   etcd_endpoints?: string;
   nodename?: string;
+}
+
+/** What an IPAM step runs against: the datastore, the node it allocates for, the warm hint. */
+export interface IpamContext {
+  kv: KvClient;
+  node: string;
+  /** The allocator's last-block hint, kept across calls by a long-lived caller (the agent). */
+  lastBlock?: Map<Family, string>;
+}
+
+function allocatorFor(ctx: IpamContext): Allocator {
+  return new Allocator(
+    ctx.kv,
+    ctx.lastBlock ? { node: ctx.node, lastBlock: ctx.lastBlock } : { node: ctx.node },
+  );
 }
 
 function ipamSection(conf: NetConf): GinghamIpamConf {
@@ -70,15 +92,15 @@ function flag(v: string | boolean | undefined): boolean | 'auto' {
   return v === true || v === 'true';
 }
 
-export async function ipamAdd(conf: NetConf, env: CniEnv, kv: EtcdLite): Promise<CniResult> {
+export async function ipamAdd(conf: NetConf, env: CniEnv, ctx: IpamContext): Promise<CniResult> {
   const ipam = ipamSection(conf);
-  const alloc = new Allocator(kv, { node: nodeName(conf) });
+  const alloc = allocatorFor(ctx);
   const handleId = handleIdFor(conf.name, env.containerId, env.ifname);
   // Pools, IPAM config, this node's affine blocks and this attachment's handle in one round trip.
   const families = ([4, 6] as const).filter(
     (f) => flag(f === 4 ? ipam.assign_ipv4 : ipam.assign_ipv6) !== false,
   );
-  const [, held] = await Promise.all([alloc.prefetch(families), alloc.addressesOf(handleId)]);
+  const [, held] = await Promise.all([alloc.prefetch(families, handleId), alloc.addressesOf(handleId)]);
   const want = async (f: 4 | 6, v: boolean | 'auto', restrict?: string[]) => {
     if (v !== 'auto') return v ? 1 : 0;
     return (await alloc.usablePools(f, 'Workload', restrict)).length > 0 ? 1 : 0;
@@ -108,14 +130,19 @@ export async function ipamAdd(conf: NetConf, env: CniEnv, kv: EtcdLite): Promise
   };
 }
 
-export async function ipamDel(conf: NetConf, env: CniEnv, kv: EtcdLite): Promise<void> {
-  const alloc = new Allocator(kv, { node: nodeName(conf) });
+export async function ipamDel(conf: NetConf, env: CniEnv, ctx: IpamContext): Promise<void> {
+  const alloc = allocatorFor(ctx);
   await alloc.releaseHandle(handleIdFor(conf.name, env.containerId, env.ifname));
 }
 
 /** CHECK: the handle must still hold every address of prevResult. */
-export async function ipamCheck(conf: NetConf, env: CniEnv, kv: EtcdLite, expected: string[]): Promise<void> {
-  const alloc = new Allocator(kv, { node: nodeName(conf) });
+export async function ipamCheck(
+  conf: NetConf,
+  env: CniEnv,
+  ctx: IpamContext,
+  expected: string[],
+): Promise<void> {
+  const alloc = allocatorFor(ctx);
   const held = new Set(await alloc.addressesOf(handleIdFor(conf.name, env.containerId, env.ifname)));
   const missing = expected.filter((a) => !held.has(a.split('/')[0]!));
   if (missing.length > 0) {
@@ -127,8 +154,8 @@ export async function ipamCheck(conf: NetConf, env: CniEnv, kv: EtcdLite, expect
 }
 
 /** GC: releases this node's allocations on this network whose attachment the runtime no longer has. */
-export async function ipamGc(conf: NetConf, kv: EtcdLite): Promise<string[]> {
-  const node = nodeName(conf);
+export async function ipamGc(conf: NetConf, ctx: IpamContext): Promise<string[]> {
+  const { kv, node } = ctx;
   const valid = new Set(
     (conf['cni.dev/valid-attachments'] ?? []).map((a) => handleIdFor(conf.name, a.containerID, a.ifname)),
   );
@@ -142,13 +169,13 @@ export async function ipamGc(conf: NetConf, kv: EtcdLite): Promise<string[]> {
       }
     }
   }
-  const alloc = new Allocator(kv, { node });
+  const alloc = allocatorFor(ctx);
   for (const h of stale) await alloc.releaseHandle(h);
   return [...stale];
 }
 
 /** STATUS: etcd answers and at least one enabled pool exists. */
-export async function ipamStatus(kv: EtcdLite): Promise<void> {
+export async function ipamStatus(kv: KvClient): Promise<void> {
   let pools: Awaited<ReturnType<typeof readPools>>;
   try {
     pools = await readPools(kv);

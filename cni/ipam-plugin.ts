@@ -1,5 +1,5 @@
 #!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node
-// gingham-ipam executable (see cni/plugin.ts for the shebang).
-import { load } from './entry.js';
+// gingham-ipam as an ES module entry: the same as dist/cni/gingham-ipam.cjs (cni/gingham-ipam.cts).
+import { launchIpam } from './launch.cjs';
 
-await load(import.meta.url, './gingham-ipam.bundle.cjs', './ipam-plugin-main.js');
+launchIpam(import.meta.dirname);

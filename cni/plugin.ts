@@ -1,6 +1,7 @@
 #!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node
-// gingham-cni executable. The shebang drops NODE_EXTRA_CA_CERTS: the plugin speaks plain HTTP to
-// etcd, and loading a CA bundle costs ~40 ms per call.
-import { load } from './entry.js';
+// gingham-cni as an ES module entry: the same as dist/cni/gingham-cni.cjs (cni/gingham-cni.cts),
+// which starts sooner and is what runtimes should exec; kept so that existing installations
+// pointing at plugin.js go on working.
+import { launchCni } from './launch.cjs';
 
-await load(import.meta.url, './gingham-cni.bundle.cjs', './plugin-main.js');
+launchCni(import.meta.dirname);

@@ -32,17 +32,23 @@ function versionHint(stdin: string): string {
   return '1.1.0';
 }
 
-/** Runs one CNI invocation and returns the process exit code (output already written). */
-export async function runPlugin(h: PluginHandlers, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const stdin = env.CNI_COMMAND === 'VERSION' ? '' : readStdin();
+/** What one invocation ends in: the process exit code and the JSON printed on stdout (if any). */
+export interface Outcome {
+  exitCode: 0 | 1;
+  output?: unknown;
+}
+
+/**
+ * Runs one CNI invocation: `env` holds the CNI_* variables, `stdin` the network configuration.
+ * Pure dispatch (nothing printed): the executable and the agent's CNI server both go through here,
+ * so checks, versions and error objects are the same on both paths.
+ */
+export async function invoke(h: PluginHandlers, env: NodeJS.ProcessEnv, stdin: string): Promise<Outcome> {
   let version = versionHint(stdin);
   try {
     const e = parseEnv(env);
     if (e.command === 'VERSION') {
-      process.stdout.write(
-        `${JSON.stringify({ cniVersion: '1.1.0', supportedVersions: SUPPORTED_VERSIONS })}\n`,
-      );
-      return 0;
+      return { exitCode: 0, output: { cniVersion: '1.1.0', supportedVersions: SUPPORTED_VERSIONS } };
     }
     if (stdin.trim() === '') throw new CniError(CniCode.DecodeFailure, 'no network configuration on stdin');
     const conf = parseNetConf(stdin);
@@ -61,24 +67,36 @@ export async function runPlugin(h: PluginHandlers, env: NodeJS.ProcessEnv = proc
       );
     }
     const out = await handler(conf, e);
-    if (out !== undefined) process.stdout.write(`${JSON.stringify(out)}\n`);
-    return 0;
+    return out === undefined ? { exitCode: 0 } : { exitCode: 0, output: out };
   } catch (err) {
-    const ce = h.toCniError(err);
-    process.stdout.write(`${JSON.stringify(ce.toJSON(version))}\n`);
-    return 1;
+    return { exitCode: 1, output: h.toCniError(err).toJSON(version) };
   }
 }
 
+/**
+ * Runs one CNI invocation of this process and returns the exit code (output already written).
+ * `stdin` when the launcher has read it already (cni/plugin.ts reads it to choose the mode).
+ */
+export async function runPlugin(
+  h: PluginHandlers,
+  env: NodeJS.ProcessEnv = process.env,
+  stdin?: string,
+): Promise<number> {
+  const text = stdin ?? (env.CNI_COMMAND === 'VERSION' ? '' : readStdin());
+  const o = await invoke(h, env, text);
+  if (o.output !== undefined) process.stdout.write(`${JSON.stringify(o.output)}\n`);
+  return o.exitCode;
+}
+
 /** Entry point helper: run, then exit once stdout is flushed (keep-alive sockets must not hold us). */
-export function main(h: PluginHandlers): void {
+export function main(h: PluginHandlers, stdin?: string): void {
   // Whatever escapes still ends as a CNI error object on stdout, never a bare stack trace.
   const fatal = (e: unknown) => {
     process.stdout.write(`${JSON.stringify(h.toCniError(e).toJSON('1.1.0'))}\n`, () => process.exit(1));
   };
   process.on('uncaughtException', fatal);
   process.on('unhandledRejection', fatal);
-  runPlugin(h).then(
+  runPlugin(h, process.env, stdin).then(
     (code) => {
       process.exitCode = code;
       process.stdout.write('', () => process.exit(code));

@@ -3,12 +3,16 @@
 #
 #   fabric netns (bridge br0, 10.99.0.1 = the "upstream router")
 #     ├── node-1 netns  eth0 10.99.0.11   gingham agent (BGP mesh, routes, nftables)
-#     │     └── pod web-1, pod client-1   (created by gingham-cni, addresses from gingham-ipam)
+#     │     └── pod web-1, pod client-1   (created by gingham-cni through the node's agent,
+#     │                                    addresses from gingham-ipam)
 #     └── node-2 netns  eth0 10.99.0.12   gingham agent
 #           └── pod web-2
 #
 # etcd runs on the host's loopback; agents reach it through a unix-socket forwarder, so nothing
-# is configured in the host's own network namespace. Everything is removed on exit.
+# is configured in the host's own network namespace. gingham-cni runs in agent mode: each node's
+# agent serves CNI calls on a socket of its own ($work/cni-NODE.sock; the plugin runs in the
+# node's namespace, but files are shared, so each node needs its own path). Everything is
+# removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -90,31 +94,34 @@ done
 say "gingham apply -f examples/demo/cluster.yaml  (IP pool, BGP configuration, namespace)"
 gingham apply -f examples/demo/cluster.yaml
 
-say "starting one gingham agent per node (BGP full mesh between them)"
+say "starting one gingham agent per node (BGP full mesh between them; each serves CNI calls on its socket)"
 for n in "${NODES[@]}"; do
   ip netns exec "${NS[$n]}" node "$root/dist/cli/main.js" agent --node "$n" --ip "${NODE_IP[$n]}" \
-    --etcd-endpoints http://127.0.0.1:2379 --metrics-addr 127.0.0.1:9091 --log-level warn >"$work/agent-$n.log" 2>&1 &
+    --etcd-endpoints http://127.0.0.1:2379 --metrics-addr 127.0.0.1:9091 --log-level warn \
+    --cni-socket "$work/cni-$n.sock" >"$work/agent-$n.log" 2>&1 &
   PIDS+=($!)
 done
 for n in "${NODES[@]}"; do
   wait_for 60 "agent on $n ready" in_ns "${NS[$n]}" node -e \
     'fetch("http://127.0.0.1:9091/readyz").then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' ||
     { cat "$work/agent-$n.log"; exit 1; }
-  echo "  agent on $n is ready"
+  wait_for 30 "CNI socket of $n" test -S "$work/cni-$n.sock" || { cat "$work/agent-$n.log"; exit 1; }
+  echo "  agent on $n is ready, CNI socket $work/cni-$n.sock"
 done
 
 # The CNI plugin as a container runtime calls it: network config on stdin, the rest in env.
+# Agent mode: "agent_socket" names the node agent's socket; the plugin hands the call to it.
 mkdir -p "$work/cni-bin"
-ln -s "$root/dist/cni/plugin.js" "$work/cni-bin/gingham-cni"
-ln -s "$root/dist/cni/ipam-plugin.js" "$work/cni-bin/gingham-ipam"
+ln -s "$root/dist/cni/gingham-cni.cjs" "$work/cni-bin/gingham-cni"
+ln -s "$root/dist/cni/gingham-ipam.cjs" "$work/cni-bin/gingham-ipam"
 cni() { # cni ADD|DEL NODE POD [LABELS]
   local cmd=$1 node=$2 pod=$3 labels=${4:-}
-  local conf="{\"cniVersion\":\"1.0.0\",\"name\":\"gingham\",\"type\":\"gingham-cni\",\"etcd_endpoints\":\"http://127.0.0.1:2379\",\"nodename\":\"$node\",\"mtu\":1450,\"ipam\":{\"type\":\"gingham-ipam\"}"
+  local conf="{\"cniVersion\":\"1.0.0\",\"name\":\"gingham\",\"type\":\"gingham-cni\",\"agent_socket\":\"$work/cni-$node.sock\",\"nodename\":\"$node\",\"mtu\":1450,\"ipam\":{\"type\":\"gingham-ipam\"}"
   [ -n "$labels" ] && conf+=",\"args\":{\"cni\":{\"labels\":$labels}}"
   conf+="}"
   echo "$conf" | in_ns "${NS[$node]}" env CNI_COMMAND="$cmd" CNI_CONTAINERID="demo-$pod" \
     CNI_NETNS="/var/run/netns/ghd${id}-${pod}" CNI_IFNAME=eth0 CNI_PATH="$work/cni-bin" \
-    CNI_ARGS="K8S_POD_NAMESPACE=demo;K8S_POD_NAME=$pod" node "$root/dist/cni/plugin.js"
+    CNI_ARGS="K8S_POD_NAMESPACE=demo;K8S_POD_NAME=$pod" node "$root/dist/cni/gingham-cni.cjs"
 }
 pod_ip() { ip -n "ghd${id}-$1" -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1; }
 
@@ -124,7 +131,7 @@ add_pod() { # add_pod NODE POD LABELS
   cni ADD "$1" "$2" "$3" >"$work/cni-$2.json"
   echo "  $2 on $1: $(pod_ip "$2")"
 }
-say "creating pods through gingham-cni (gingham-ipam allocates from per-node blocks)"
+say "creating pods through gingham-cni in agent mode (gingham-ipam allocates from per-node blocks)"
 add_pod node-1 web-1 '[{"key":"app","value":"web"}]'
 add_pod node-1 client-1 '[{"key":"app","value":"client"}]'
 add_pod node-2 web-2 '[{"key":"app","value":"web"}]'

@@ -98,6 +98,11 @@ export interface AssignResult {
 export interface AllocatorOptions {
   node: string;
   maxRetries?: number;
+  /**
+   * Where the last-block hint is kept. Shared by a long-lived caller (the agent's CNI server makes
+   * one Allocator per call, so pools and config are read fresh, but keeps the hint across calls).
+   */
+  lastBlock?: Map<Family, string>;
 }
 
 interface Versioned<T> {
@@ -142,9 +147,14 @@ export class Allocator {
   private pools: Promise<PoolInfo[]> | undefined;
   private config: Promise<IpamConfig> | undefined;
   /** Per family: the affine block the last assignment used (a hint, re-checked on use). */
-  private readonly lastBlock = new Map<Family, string>();
+  private readonly lastBlock: Map<Family, string>;
   /** Per family: affine blocks read ahead by prefetch(), for the first attempt of the next assignment. */
   private readonly prefetchedAffine = new Map<Family, Promise<string[]>>();
+  /** Per family: the hinted block and the handle, read ahead by prefetch() (same use). */
+  private readonly prefetchedHint = new Map<
+    Family,
+    { cidr: string; handleId: string; read: Promise<[Versioned<Block> | null, Versioned<Handle> | null]> }
+  >();
 
   constructor(
     private readonly kv: KvClient,
@@ -152,6 +162,7 @@ export class Allocator {
   ) {
     this.node = opts.node;
     this.maxRetries = opts.maxRetries ?? 100;
+    this.lastBlock = opts.lastBlock ?? new Map();
   }
 
   // ---- reads ------------------------------------------------------------
@@ -188,12 +199,27 @@ export class Allocator {
    * concurrently: a CNI ADD then needs one round trip fewer. A stale affinity list is harmless:
    * every block is re-read and checked before use, and commits are compare-and-swap.
    */
-  async prefetch(affinityFamilies: Family[] = []): Promise<void> {
+  async prefetch(affinityFamilies: Family[] = [], handleId?: string): Promise<void> {
     this.pools ??= readPools(this.kv);
     this.config ??= readIpamConfig(this.kv);
-    for (const f of affinityFamilies)
+    for (const f of affinityFamilies) {
       if (!this.prefetchedAffine.has(f)) this.prefetchedAffine.set(f, this.affineBlocks(f));
-    await Promise.all([this.pools, this.config, ...this.prefetchedAffine.values()]);
+      // With a last-block hint (a long-lived caller), the block the assignment will try first
+      // and the handle it commits with are read now too: the assignment is then one round trip,
+      // its transaction. Stale reads only cost a retry: the commit compares revisions.
+      const hint = this.lastBlock.get(f);
+      if (hint && handleId !== undefined && !this.prefetchedHint.has(f)) {
+        const read = Promise.all([this.readBlock(hint), this.readHandle(handleId)]);
+        read.catch(() => undefined); // awaited by the assignment, or dropped with this Allocator
+        this.prefetchedHint.set(f, { cidr: hint, handleId, read });
+      }
+    }
+    await Promise.all([
+      this.pools,
+      this.config,
+      ...this.prefetchedAffine.values(),
+      ...[...this.prefetchedHint.values()].map((p) => p.read),
+    ]);
   }
 
   /** Enabled pools of the family that this node may use for `use`, in name order. */
@@ -309,8 +335,12 @@ export class Allocator {
       // The last block that had room is tried first, before listing affinities again: for a
       // long-lived allocator (the agent, a benchmark) that saves a round trip per address.
       const hint = this.lastBlock.get(family);
+      const preHint = attempt === 0 ? this.prefetchedHint.get(family) : undefined;
+      this.prefetchedHint.delete(family);
       if (hint && inPools(hint)) {
-        const [b, h] = await Promise.all([this.readBlock(hint), this.readHandle(handleId)]);
+        const [b, h] = await (preHint && preHint.cidr === hint && preHint.handleId === handleId
+          ? preHint.read
+          : Promise.all([this.readBlock(hint), this.readHandle(handleId)]));
         if (b && b.value.affinity === affinityFor(this.node) && blockFree(b.value) > 0) {
           const r = await this.commitAssign(b, want, handleId, secondary, h);
           if (r) {

@@ -21,6 +21,8 @@ const USAGE = `usage: gingham agent --node NAME [options]
   --metrics-addr HOST:PORT    Prometheus /metrics (default 127.0.0.1:9091)
   --health-addr HOST:PORT     /healthz and /readyz (default: same server as metrics)
   --route-refresh SECONDS     full resync period (default: FelixConfiguration routeRefreshInterval, 90 s)
+  --cni-socket PATH           serve gingham-cni in agent mode on this unix socket
+                              (default /var/run/gingham/cni.sock; '' disables it)
   --log-level LEVEL           trace | debug | info | warn | error (default info)
 `;
 
@@ -44,6 +46,7 @@ export async function run(argv: string[]): Promise<number> {
         'health-addr': { type: 'string' },
         'route-refresh': { type: 'string' },
         'log-level': { type: 'string' },
+        'cni-socket': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -125,6 +128,7 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   logger.info({ node: nodeName }, 'agent started');
+  const cniServer = await startCniServer(str('cni-socket'), nodeName, store.endpoints, logger);
   let runner: import('../../agent/bgp/runner.js').BgpRunner | null = null;
   if (bgp === 'on') {
     const { BgpRunner } = await import('../../agent/bgp/runner.js');
@@ -159,7 +163,8 @@ export async function run(argv: string[]): Promise<number> {
         resolve(0);
       }, STOP_DEADLINE_MS);
       deadline.unref();
-      void (runner ? runner.stop({ graceful: true }) : Promise.resolve())
+      void (cniServer ? cniServer.stop() : Promise.resolve())
+        .then(() => (runner ? runner.stop({ graceful: true }) : undefined))
         .then(() => agent.stop())
         .then(() => store.close())
         .catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'error while stopping'))
@@ -171,4 +176,41 @@ export async function run(argv: string[]): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/**
+ * The CNI server (agent/cni/server.ts) on `path` ('' = off). It talks to etcd through the same
+ * plain-HTTP client as the plugin; with https endpoints it stays off (as the direct plugin refuses
+ * https) and says so. A socket it cannot serve is logged, not fatal: routing must go on.
+ */
+async function startCniServer(
+  flag: string | undefined,
+  node: string,
+  endpoints: string[],
+  logger: import('pino').Logger,
+): Promise<{ stop(): Promise<void> } | null> {
+  const { DEFAULT_CNI_SOCKET, CniServer } = await import('../../agent/cni/server.js');
+  const path = flag ?? DEFAULT_CNI_SOCKET;
+  if (path === '') return null;
+  const log = logger.child({ component: 'cni' });
+  if (endpoints.some((e) => e.startsWith('https:'))) {
+    log.warn({ socket: path }, 'CNI server off: it needs plain http or unix etcd endpoints');
+    return null;
+  }
+  const { EtcdLite, parseEndpoints } = await import('../../ipam/etcd-lite.js');
+  const kv = new EtcdLite(parseEndpoints(endpoints));
+  const server = new CniServer({ socketPath: path, node, kv, logger: log });
+  try {
+    await server.start();
+  } catch (e) {
+    log.error({ err: (e as Error).message }, 'CNI server not started');
+    kv.close();
+    return null;
+  }
+  return {
+    async stop() {
+      await server.stop();
+      kv.close();
+    },
+  };
 }

@@ -16,10 +16,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { EtcdLite } from '../../../ipam/etcd-lite.js';
 import { freePort } from '../../harness/etcd.js';
+import type { Netns } from '../../harness/netns.js';
+import { agentArgs, startAgent } from '../agent/helpers.js';
 
 export const ROOT = resolve(import.meta.dirname, '../../..');
-export const PLUGIN = join(ROOT, 'dist/cni/plugin.js');
-export const IPAM_PLUGIN = join(ROOT, 'dist/cni/ipam-plugin.js');
+export const PLUGIN = join(ROOT, 'dist/cni/gingham-cni.cjs');
+export const IPAM_PLUGIN = join(ROOT, 'dist/cni/gingham-ipam.cjs');
 export const CLI = join(ROOT, 'dist/cli/main.js');
 
 export interface UnixEtcd {
@@ -106,7 +108,7 @@ function newestMtime(dir: string): number {
   for (const f of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, f.name);
     if (f.isDirectory()) m = Math.max(m, newestMtime(p));
-    else if (f.name.endsWith('.ts')) m = Math.max(m, statSync(p).mtimeMs);
+    else if (/\.c?ts$/.test(f.name)) m = Math.max(m, statSync(p).mtimeMs);
   }
   return m;
 }
@@ -239,4 +241,44 @@ export function nodeResource(name: string, labels: Record<string, string> = {}):
     metadata: { name, labels },
     spec: {},
   });
+}
+
+export interface CniAgent {
+  /** The agent's CNI socket (the configuration's `agent_socket`). */
+  socket: string;
+  logs: string[];
+  /** Stops the agent (by PID; SIGTERM lets it remove its socket). */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/**
+ * A `gingham agent` inside the node namespace `node` serving CNI calls on `socket` (a path in a
+ * directory the caller owns), BGP and policy off (not what these tests are about), remote routes
+ * static.
+ */
+export async function startCniAgent(
+  node: Netns,
+  nodeName: string,
+  etcd: UnixEtcd,
+  socket: string,
+): Promise<CniAgent> {
+  // etcd's own unix socket (reachable from the node namespace; gRPC and the CNI server's HTTP
+  // client both speak to it), as an agent in a cluster speaks to etcd directly.
+  const agent = startAgent(node, [
+    ...agentArgs(nodeName, { policy: 'off' }),
+    ...['--etcd-endpoints', etcd.unix, '--bgp', 'off', '--remote-routes', 'static', '--cni-socket', socket],
+  ]);
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    await agent.kill(signal);
+  };
+  const deadline = Date.now() + 30_000;
+  // Listening: the log line comes after the socket is bound and its mode set.
+  while (!agent.logs.some((l) => l.includes('CNI server listening'))) {
+    if (agent.proc.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      throw new Error(`agent did not open ${socket}:\n${agent.logs.join('\n')}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { socket, logs: agent.logs, stop };
 }

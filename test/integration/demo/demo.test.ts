@@ -1,6 +1,6 @@
-// `make demo` end to end: two node namespaces, agents with a BGP mesh, pods from gingham-cni,
-// routed traffic across nodes, a NetworkPolicy enforced. The script removes what it made; this
-// test also checks that nothing of it is left (namespaces, processes).
+// `make demo` end to end: two node namespaces, agents with a BGP mesh, pods from gingham-cni in
+// agent mode, routed traffic across nodes, a NetworkPolicy enforced. The script removes what it
+// made; this test also checks that nothing of it is left (namespaces, processes).
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -14,7 +14,7 @@ test('examples/demo-cluster.sh runs the two-node demo and cleans up', {
   timeout: 240_000,
 }, async () => {
   assert.ok(
-    existsSync('dist/cli/main.js') && existsSync('dist/cni/plugin.js'),
+    existsSync('dist/cli/main.js') && existsSync('dist/cni/gingham-cni.cjs'),
     'dist/ is missing: run `npm run build` first (make test does)',
   );
   const out: string[] = [];
@@ -29,6 +29,10 @@ test('examples/demo-cluster.sh runs the two-node demo and cleans up', {
   assert.ok(id, 'the demo names its namespaces');
   // Pods on one node and across nodes answered, over a BGP-learned route.
   assert.match(text, /Established/);
+  // Pods were plumbed in agent mode, through each node agent's own CNI socket.
+  assert.match(text, /agent on node-1 is ready, CNI socket \S+\/cni-node-1\.sock/);
+  assert.match(text, /agent on node-2 is ready, CNI socket \S+\/cni-node-2\.sock/);
+  assert.match(text, /creating pods through gingham-cni in agent mode/);
   assert.match(text, /via 10\.99\.0\.12 dev eth0 proto 80 onlink/);
   assert.equal((text.match(/2 packets transmitted, 2 received/g) ?? []).length, 4);
   assert.match(text, /web-1 → web-2 \(denied\)/);

@@ -176,6 +176,44 @@ describe('ipam allocator on etcd', { timeout: 180_000 }, () => {
     );
   });
 
+  it('a hint kept across Allocators (the agent): prefetch reads block and handle, assign is one transaction', async () => {
+    // Counts the requests that reach etcd (the real client underneath).
+    let requests = 0;
+    const counted = <T>(p: Promise<T>): Promise<T> => {
+      requests++;
+      return p;
+    };
+    const counting = {
+      get: (k: string) => counted(kv.get(k)),
+      range: (p: string) => counted(kv.range(p)),
+      txn: (...a: Parameters<EtcdLite['txn']>) => counted(kv.txn(...a)),
+      close: () => undefined,
+    };
+    const lastBlock = new Map<4 | 6, string>();
+    const first = new Allocator(counting, { node: 'n1', lastBlock });
+    const a = await first.assign({ handleId: 'h.hint.1', num4: 1, num6: 0 });
+    assert.equal(lastBlock.get(4), a.blocks[0], 'the block used is kept as the hint');
+    // A new Allocator (pools read fresh), the same hint map.
+    const second = new Allocator(counting, { node: 'n1', lastBlock });
+    await second.prefetch([4], 'h.hint.2');
+    requests = 0;
+    const b = await second.assign({ handleId: 'h.hint.2', num4: 1, num6: 0 });
+    assert.equal(requests, 1, 'only the transaction: block and handle were read ahead');
+    assert.equal(b.blocks[0], a.blocks[0]);
+    assert.notEqual(b.ips[0], a.ips[0]);
+    // A stale read ahead only costs a retry: another allocation lands in between.
+    const third = new Allocator(counting, { node: 'n1', lastBlock });
+    await third.prefetch([4], 'h.hint.3');
+    await first.assign({ handleId: 'h.hint.between', num4: 1, num6: 0 });
+    const c = await third.assign({ handleId: 'h.hint.3', num4: 1, num6: 0 });
+    const all = [a, b, c].map((r) => r.ips[0]);
+    const between = await first.addressesOf('h.hint.between');
+    assert.equal(new Set([...all, ...between]).size, 4, 'four distinct addresses');
+    assert.deepEqual(await third.addressesOf('h.hint.3'), c.ips);
+    for (const h of ['h.hint.1', 'h.hint.2', 'h.hint.3', 'h.hint.between']) await first.releaseHandle(h);
+    assert.ok(checkReport(await loadSnapshot(kv)).ok);
+  });
+
   it('releases a single address by IP and updates its handle', async () => {
     const a = new Allocator(kv, { node: 'n3' });
     const r = await a.assign({ handleId: 'two', num4: 2, num6: 0 });

@@ -55,3 +55,29 @@ test('templates have balanced template delimiters and the agent runs `gingham ag
   assert.match(ds, /command: \["gingham", "agent"\]/);
   assert.match(readFileSync(join(dir, 'reflector-deployment.yaml'), 'utf8'), /gingham reflector --node/);
 });
+
+test('agent mode: the CNI config names the agent socket the agent serves, shared through a hostPath', () => {
+  const dir = join(chart, 'templates');
+  const values = parse(readFileSync(join(chart, 'values.yaml'), 'utf8')) as { agent: { cniSocket: string } };
+  assert.match(values.agent.cniSocket, /^\/.+\.sock$/);
+  const cm = readFileSync(join(dir, 'cni-config.yaml'), 'utf8');
+  assert.match(cm, /"agent_socket": \{\{ \.Values\.agent\.cniSocket \| quote \}\}/);
+  const ds = readFileSync(join(dir, 'agent-daemonset.yaml'), 'utf8');
+  assert.match(ds, /--cni-socket=\{\{ \.Values\.agent\.cniSocket \}\}/);
+  // The directory is mounted into the agent from the host at the same path, so the plugin
+  // (run by the runtime on the host) and the agent see the same socket file.
+  assert.match(ds, /mountPath: \{\{ dir \.Values\.agent\.cniSocket \}\}/);
+  assert.match(ds, /hostPath: \{ path: \{\{ dir \.Values\.agent\.cniSocket \}\}, type: DirectoryOrCreate \}/);
+  // The conflist is still JSON once rendered (both with and without the socket line).
+  for (const socket of [values.agent.cniSocket, '']) {
+    const rendered = cm
+      .replace(/^[\s\S]*10-gingham\.conflist: \|\n/, '')
+      .replace(/\{\{- end \}\}\s*$/, '')
+      .replace(/\{\{- if \.Values\.agent\.cniSocket \}\}\n([\s\S]*?)\{\{- end \}\}\n/, socket ? '$1' : '')
+      .replace(/\{\{ \.Values\.agent\.cniSocket \| quote \}\}/, JSON.stringify(socket))
+      .replace(/\{\{ \.Values\.etcd\.endpoints \| quote \}\}/, '"http://127.0.0.1:2379"')
+      .replace(/\{\{ \.Values\.agent\.mtu \}\}/, '1450');
+    const conf = JSON.parse(rendered) as { plugins: Record<string, unknown>[] };
+    assert.equal(conf.plugins[0]!.agent_socket, socket || undefined);
+  }
+});
