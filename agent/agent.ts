@@ -139,8 +139,12 @@ export class Agent {
   private problems: Problem[] = [];
   private unreadyPools = new Set<string>();
   private lastDesired: DesiredState | null = null;
-  /** Per-endpoint and per-block memo for the calculation; remoteVersion invalidates block entries. */
-  private readonly calcCache = newCalcCache();
+  /**
+   * Per-endpoint and per-block memo for the calculation; remoteVersion invalidates block entries.
+   * In place: an endpoint event updates the last desired state rather than copying it (no copy of
+   * thousands of entries per event; lastDesired is that same object).
+   */
+  private readonly calcCache = newCalcCache({ inPlace: true });
   private remoteVersion = 0;
   private blocksVersion = 0;
   private stopped = false;
@@ -191,6 +195,11 @@ export class Agent {
 
   /** The BGP seam: the speaker hands over its best routes; they become kernel routes. */
   setLearnedRoutes(routes: LearnedRoute[]): void {
+    if (this.log.isLevelEnabled('debug'))
+      this.log.debug(
+        { routes: routes.slice(0, 20).map((r) => `${r.prefix} ${r.nextHops.map((h) => h.via).join(',')}`) },
+        'learned routes from BGP',
+      );
     this.learned = routes;
     this.schedule({});
   }
@@ -200,7 +209,8 @@ export class Agent {
     if (!this.holdLearned) return;
     this.holdLearned = false;
     this.log.info('BGP routes re-learned; stale learned routes may now be removed');
-    this.schedule({});
+    // Full: every kernel route must be compared again now that the held ones may go.
+    this.schedule({ full: true });
   }
 
   async start(): Promise<void> {
@@ -315,52 +325,75 @@ export class Agent {
     }
   }
 
-  /** VXLAN in use and our Node lacks a tunnel address/MAC: allocate through IPAM (tunnel handle). */
+  /**
+   * VXLAN in use and our Node lacks a tunnel address/MAC for that family: allocate one through IPAM
+   * from the VXLAN pools, as Calico does (handles `vxlan-tunnel-addr-<node>` and
+   * `vxlan-v6-tunnel-addr-<node>`, use Tunnel), and write it with the VTEP MAC to our Node.
+   */
   private async ensureTunnel(): Promise<void> {
     if (this.tunnelBusy || this.stopped) return;
     const self = this.nodes.get(this.opts.nodeName);
     if (!self) return;
-    const vxPools = [...this.pools.values()].filter(
-      (p) => p.vxlanMode !== 'Never' && !p.disabled && !p.cidr.includes(':'),
-    );
-    if (vxPools.length === 0 || (self.ipv4VXLANTunnelAddr && self.vxlanTunnelMACAddr)) return;
+    const wanted = ([4, 6] as const)
+      .map((family) => ({
+        family,
+        pools: [...this.pools.values()].filter(
+          (p) => p.vxlanMode !== 'Never' && !p.disabled && p.cidr.includes(':') === (family === 6),
+        ),
+        have:
+          family === 4
+            ? Boolean(self.ipv4VXLANTunnelAddr && self.vxlanTunnelMACAddr)
+            : Boolean(self.ipv6VXLANTunnelAddr && self.vxlanTunnelMACAddrV6),
+      }))
+      .filter((w) => w.pools.length > 0 && !w.have);
+    if (wanted.length === 0) return;
     this.tunnelBusy = true;
     try {
-      let addr = self.ipv4VXLANTunnelAddr;
+      for (const w of wanted) await this.allocateTunnel(w.family, self, w.pools);
+    } finally {
+      this.tunnelBusy = false;
+    }
+  }
+
+  private async allocateTunnel(family: 4 | 6, self: NodeInput, pools: PoolInput[]): Promise<void> {
+    const addrField = family === 4 ? 'ipv4VXLANTunnelAddr' : 'ipv6VXLANTunnelAddr';
+    const macField = family === 4 ? 'vxlanTunnelMACAddr' : 'vxlanTunnelMACAddrV6';
+    try {
+      let addr = self[addrField];
       if (!addr) {
         const { EtcdLite } = await import('../ipam/etcd-lite.js');
         const { Allocator } = await import('../ipam/allocator.js');
         const alloc = new Allocator(new EtcdLite(this.opts.store.endpoints), { node: this.opts.nodeName });
-        const handleId = `vxlan-tunnel-addr-${this.opts.nodeName}`;
+        const handleId = `${family === 4 ? 'vxlan-tunnel-addr' : 'vxlan-v6-tunnel-addr'}-${this.opts.nodeName}`;
         const have = await alloc.addressesOf(handleId);
         addr =
-          have.find((a) => !a.includes(':')) ??
+          have.find((a) => a.includes(':') === (family === 6)) ??
           (
             await alloc.assign({
               handleId,
-              num4: 1,
-              num6: 0,
+              num4: family === 4 ? 1 : 0,
+              num6: family === 6 ? 1 : 0,
               use: 'Tunnel',
-              ipv4Pools: vxPools.map((p) => p.name),
-              attrs: { type: 'vxlanTunnelAddress' },
+              ...(family === 4
+                ? { ipv4Pools: pools.map((p) => p.name) }
+                : { ipv6Pools: pools.map((p) => p.name) }),
+              attrs: { type: family === 4 ? 'vxlanTunnelAddress' : 'vxlanV6TunnelAddress' },
             })
           ).ips[0];
       }
       if (!addr) throw new Error('IPAM returned no address');
+      const tunnelAddr = addr;
       await this.updateNode((spec) => ({
         ...spec,
-        ipv4VXLANTunnelAddr: addr,
-        vxlanTunnelMACAddr:
-          (spec.vxlanTunnelMACAddr as string | undefined) ?? vtepMacFor(this.opts.nodeName, 4),
+        [addrField]: tunnelAddr,
+        [macField]: (spec[macField] as string | undefined) ?? vtepMacFor(this.opts.nodeName, family),
       }));
-      this.log.info({ tunnelAddr: addr }, 'VXLAN tunnel address registered');
+      this.log.info({ family, tunnelAddr }, 'VXLAN tunnel address registered');
     } catch (e) {
       this.log.warn(
-        { err: (e as Error).message },
+        { family, err: (e as Error).message },
         'VXLAN tunnel address allocation failed; retrying at next resync',
       );
-    } finally {
-      this.tunnelBusy = false;
     }
   }
 
@@ -384,6 +417,8 @@ export class Agent {
           },
           onOutOfSync: (err) => this.onOutOfSync(err),
         },
+        // Nothing here reads a deleted object's previous value: do not keep 100k values for it.
+        { previous: false },
       ),
       this.store.kvWatch(IPAM_ASSIGNMENT_PREFIX, {
         onEvents: (events) => {
@@ -516,6 +551,7 @@ export class Agent {
         vxlanVNI: get<number>('vxlanVNI') ?? DEFAULT_SETTINGS.vxlanVNI,
         vxlanPort: get<number>('vxlanPort') ?? DEFAULT_SETTINGS.vxlanPort,
         vxlanMTU: get<number>('vxlanMTU') ?? DEFAULT_SETTINGS.vxlanMTU,
+        vxlanMTUV6: get<number>('vxlanMTUV6') ?? DEFAULT_SETTINGS.vxlanMTUV6,
         remoteRouteSource: this.opts.remoteRoutes,
       },
     };
@@ -590,6 +626,9 @@ export class Agent {
         linksChanged: links,
         ipipOk: this.ipipOk,
         keepRoute: this.holdLearned ? isGatewayRoute : undefined,
+        // After an endpoint-only change the calculation knows which routes changed: an endpoint
+        // add compares one route, not thousands.
+        changedRoutes: this.calcCache.changedRoutes ?? undefined,
       });
       const seconds = report.durationMs / 1000;
       this.metrics.applyDuration.observe(seconds);
@@ -639,8 +678,15 @@ export class Agent {
       }
       if (
         report.durationMs > 0 &&
-        (report.routes.added + report.routes.deleted + report.linkChanges.length > 0 || full)
+        (report.routes.added + report.routes.deleted + report.linkChanges.length > 0 || full) &&
+        this.log.isLevelEnabled('debug')
       ) {
+        // Wall-clock marks (ms since the epoch, sub-ms) so a benchmark in another process can
+        // place the event's arrival, the calculation and the route write on its own timeline.
+        let arrived = Number.POSITIVE_INFINITY;
+        for (const t of started.values()) if (t < arrived) arrived = t;
+        const at = (t: number) => Math.round((performance.timeOrigin + t) * 1000) / 1000;
+        const routesDone = tCalc + calcMs + (report.phaseMs.links ?? 0) + (report.phaseMs.routes ?? 0);
         this.log.debug(
           {
             full,
@@ -649,6 +695,10 @@ export class Agent {
             ms: report.durationMs,
             calcMs,
             phaseMs: report.phaseMs,
+            ...(started.size > 0 && started.size <= 4 ? { keys: [...started.keys()] } : {}),
+            ...(Number.isFinite(arrived) ? { arrivedAt: at(arrived) } : {}),
+            calcStartAt: at(tCalc),
+            routesDoneAt: at(routesDone),
           },
           'applied',
         );

@@ -32,7 +32,7 @@ export class AutodetectError extends Error {
 const EXCLUDED =
   /^(lo|docker.*|cbr.*|dummy.*|virbr.*|lxcbr.*|veth.*|cali.*|gh.*|tunl.*|flannel.*|kube-ipvs.*|cni.*|vxlan.*|nodelocaldns.*)$/;
 
-const OWN = /^(gh.*|vxlan\.gingham|vxlan-v6\.gingham|tunl0)$/;
+const OWN = /^(gh.*|vxlan\.gingham|vxlan6\.gingham|tunl0)$/;
 
 export function parseMethod(text: string): AutodetectMethod {
   if (text === '' || text === 'first-found') return { kind: 'first-found' };

@@ -32,7 +32,7 @@ import {
   resourceKeyPath,
 } from './kinds.js';
 import { validateResource } from './validate.js';
-import { type RawChange, ResyncingWatch } from './watch.js';
+import { type PageSink, type RawChange, ResyncingWatch } from './watch.js';
 
 export interface StoreOptions {
   /** etcd client URLs; default: $ETCD_ENDPOINTS (comma-separated) or http://127.0.0.1:2379. */
@@ -72,6 +72,17 @@ export interface KvWatchHandlers {
 }
 
 const DEFAULT_PAGE = 1000;
+
+export interface WatchOptions {
+  /** Only this namespace (namespaced kinds). */
+  namespace?: string;
+  /**
+   * Deliver the deleted object as `previous` when a resync finds a key gone (default true). Costs
+   * a copy of every watched value; a consumer that never reads `previous` (the agent, watching
+   * 100k endpoints) turns it off and gets `previous: null`.
+   */
+  previous?: boolean;
+}
 
 type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
 
@@ -340,7 +351,7 @@ export class EtcdStore {
    * Snapshot-then-deltas watch over kinds (store/api.ts). Resyncs after compaction, watch errors
    * and etcd outages; onOutOfSync is called once per outage.
    */
-  watch(kinds: Kind[], handlers: WatchHandlers, opts: { namespace?: string } = {}): WatchHandle {
+  watch(kinds: Kind[], handlers: WatchHandlers, opts: WatchOptions = {}): WatchHandle {
     const prefixes = kinds.map((k) => kindPrefix(k, kindInfo(k).namespaced ? opts.namespace : undefined));
     const kindByPrefix = kinds.map((k, i) => [prefixes[i]!, k] as const);
     const locate = (key: string): { kind: Kind; name: string; namespace?: string } | null => {
@@ -351,40 +362,46 @@ export class EtcdStore {
       }
       return null;
     };
-    const w = new ResyncingWatch(this.client, this, prefixes, {
-      onChanges: (changes: RawChange[]) => {
-        const events: ResourceEvent[] = [];
-        for (const c of changes) {
-          const at = locate(c.key);
-          if (!at) continue;
-          try {
-            if (c.type === 'put') {
-              events.push({
-                type: c.created ? 'added' : 'modified',
-                kind: at.kind,
-                resource: decode(c.value, c.modRevision),
-                revision: c.modRevision,
-              });
-            } else {
-              const key: ResourceKey = { kind: at.kind, name: at.name };
-              if (at.namespace !== undefined) key.namespace = at.namespace;
-              events.push({
-                type: 'deleted',
-                kind: at.kind,
-                key,
-                previous: c.prev ? decode(c.prev, c.modRevision) : null,
-                revision: c.modRevision,
-              });
+    const w = new ResyncingWatch(
+      this.client,
+      this,
+      prefixes,
+      {
+        onChanges: (changes: RawChange[]) => {
+          const events: ResourceEvent[] = [];
+          for (const c of changes) {
+            const at = locate(c.key);
+            if (!at) continue;
+            try {
+              if (c.type === 'put') {
+                events.push({
+                  type: c.created ? 'added' : 'modified',
+                  kind: at.kind,
+                  resource: decode(c.value, c.modRevision),
+                  revision: c.modRevision,
+                });
+              } else {
+                const key: ResourceKey = { kind: at.kind, name: at.name };
+                if (at.namespace !== undefined) key.namespace = at.namespace;
+                events.push({
+                  type: 'deleted',
+                  kind: at.kind,
+                  key,
+                  previous: c.prev ? decode(c.prev, c.modRevision) : null,
+                  revision: c.modRevision,
+                });
+              }
+            } catch {
+              // A value that is not JSON was not written by us; skip it rather than stop the watch.
             }
-          } catch {
-            // A value that is not JSON was not written by us; skip it rather than stop the watch.
           }
-        }
-        if (events.length > 0) handlers.onEvents(events);
+          if (events.length > 0) handlers.onEvents(events);
+        },
+        onInSync: (rev) => handlers.onInSync(rev),
+        onOutOfSync: handlers.onOutOfSync ? (e) => handlers.onOutOfSync!(e) : undefined,
       },
-      onInSync: (rev) => handlers.onInSync(rev),
-      onOutOfSync: handlers.onOutOfSync ? (e) => handlers.onOutOfSync!(e) : undefined,
-    });
+      { retainValues: opts.previous !== false },
+    );
     w.start();
     return { close: () => w.close() };
   }
@@ -395,12 +412,13 @@ export class EtcdStore {
   async rangePrefixes(
     prefixes: string[],
     pageSize = DEFAULT_PAGE,
+    onPage?: PageSink,
   ): Promise<{ kvs: IKeyValue[]; revision: bigint }> {
     // A compaction past the snapshot revision between two pages makes the rest unreadable at
-    // that revision: start again at the current one.
+    // that revision: start again at the current one (onPage then sees the newer revision).
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.rangeOnce(prefixes, pageSize);
+        return await this.rangeOnce(prefixes, pageSize, onPage);
       } catch (e) {
         if (attempt >= 3 || !(e instanceof Error) || !/compacted/i.test(e.message)) throw e;
       }
@@ -410,6 +428,7 @@ export class EtcdStore {
   private async rangeOnce(
     prefixes: string[],
     pageSize: number,
+    onPage: PageSink | undefined,
   ): Promise<{ kvs: IKeyValue[]; revision: bigint }> {
     let revision = 0n;
     const kvs: IKeyValue[] = [];
@@ -426,7 +445,8 @@ export class EtcdStore {
           }),
         );
         if (revision === 0n) revision = BigInt(res.header.revision);
-        kvs.push(...res.kvs);
+        if (onPage) onPage(res.kvs, revision);
+        else for (const kv of res.kvs) kvs.push(kv); // not push(...): a page may exceed the argument limit
         const last = res.kvs[res.kvs.length - 1];
         if (!res.more || !last) break;
         start = Buffer.concat([last.key, Buffer.from([0])]);
@@ -514,18 +534,25 @@ export class EtcdStore {
 
   /** Raw-key watch with the same snapshot/resync contract as watch(). */
   kvWatch(prefix: string, handlers: KvWatchHandlers): WatchHandle {
-    const w = new ResyncingWatch(this.client, this, [prefix], {
-      onChanges: (changes) =>
-        handlers.onEvents(
-          changes.map((c) =>
-            c.type === 'put'
-              ? { type: 'put', key: c.key, value: c.value, modRevision: c.modRevision }
-              : { type: 'delete', key: c.key, value: null, modRevision: c.modRevision },
+    // A raw delete event carries no value (KvEvent.value is null): nothing to retain.
+    const w = new ResyncingWatch(
+      this.client,
+      this,
+      [prefix],
+      {
+        onChanges: (changes) =>
+          handlers.onEvents(
+            changes.map((c) =>
+              c.type === 'put'
+                ? { type: 'put', key: c.key, value: c.value, modRevision: c.modRevision }
+                : { type: 'delete', key: c.key, value: null, modRevision: c.modRevision },
+            ),
           ),
-        ),
-      onInSync: (rev) => handlers.onInSync(rev),
-      onOutOfSync: handlers.onOutOfSync ? (e) => handlers.onOutOfSync!(e) : undefined,
-    });
+        onInSync: (rev) => handlers.onInSync(rev),
+        onOutOfSync: handlers.onOutOfSync ? (e) => handlers.onOutOfSync!(e) : undefined,
+      },
+      { retainValues: false },
+    );
     w.start();
     return { close: () => w.close() };
   }

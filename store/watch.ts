@@ -6,10 +6,17 @@
 // down — drop the etcd watchers, report out-of-sync, and start over with a fresh list. The diff
 // makes a resync invisible to the consumer except for the changes it really missed, including
 // deletes of keys that vanished meanwhile. (Calico: watchersyncer/watchercache.go.)
+//
+// Memory: a watch over 100k keys must not hold 100k values. The listing is consumed page by page
+// (each page's puts are emitted as it arrives, in several onChanges calls before onInSync), and
+// per key only its mod revision is remembered. Values are kept only when the consumer wants the
+// previous object of a delete (`retainValues`), and then as compact copies: a value handed out by
+// the etcd client is a view into the whole gRPC message it came in, so keeping one pins the page.
 import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 
 export type RawChange =
   | { type: 'put'; key: string; value: Buffer; modRevision: bigint; created: boolean }
+  /** `prev`: the deleted value, when the watch retains values (null otherwise). */
   | { type: 'delete'; key: string; modRevision: bigint; prev: Buffer | null };
 
 export interface RawSink {
@@ -18,17 +25,40 @@ export interface RawSink {
   onOutOfSync?(reason: Error): void;
 }
 
+/** Receives one page of a listing; every page of one listing has the same revision. */
+export type PageSink = (kvs: IKeyValue[], revision: bigint) => void;
+
 export interface RangeReader {
-  /** All keys under the prefixes, read at one revision (paged). */
-  rangePrefixes(prefixes: string[]): Promise<{ kvs: IKeyValue[]; revision: bigint }>;
+  /**
+   * All keys under the prefixes, read at one revision (paged). With `onPage`, each page is handed
+   * over as it arrives instead of being accumulated, and the returned `kvs` hold only what was not
+   * handed over. A listing restarted after a compaction between pages starts again from the first
+   * key at a newer revision.
+   */
+  rangePrefixes(
+    prefixes: string[],
+    pageSize?: number,
+    onPage?: PageSink,
+  ): Promise<{ kvs: IKeyValue[]; revision: bigint }>;
+}
+
+export interface ResyncingWatchOptions {
+  /** Remember each key's value so a delete found by a resync can carry it (default true). */
+  retainValues?: boolean;
 }
 
 const MIN_RETRY_MS = 100;
 /** Capped low so that a restarted etcd is picked up within ~1–2 s. */
 const MAX_RETRY_MS = 1000;
 
+/** Thrown from a page callback to stop a listing this watch no longer wants. */
+class ListingAbandoned extends Error {}
+
 export class ResyncingWatch {
-  private readonly known = new Map<string, { mod: bigint; value: Buffer }>();
+  /** Key → mod revision of what was last emitted for it. */
+  private readonly known = new Map<string, bigint>();
+  /** Key → value last emitted (compact copy), only with retainValues. */
+  private readonly values: Map<string, Buffer> | null;
   private watchers: Watcher[] = [];
   private generation = 0;
   private closed = false;
@@ -42,7 +72,10 @@ export class ResyncingWatch {
     private readonly reader: RangeReader,
     private readonly prefixes: string[],
     private readonly sink: RawSink,
-  ) {}
+    opts: ResyncingWatchOptions = {},
+  ) {
+    this.values = opts.retainValues === false ? null : new Map();
+  }
 
   start(): void {
     this.running = this.resync(null);
@@ -78,10 +111,33 @@ export class ResyncingWatch {
     if (reason) this.reportOutOfSync(reason);
     let delay = MIN_RETRY_MS;
     while (!this.closed && gen === this.generation) {
-      let listed: { kvs: IKeyValue[]; revision: bigint };
+      // Keys seen by the current listing (reset when a listing starts over at a new revision).
+      let seen = new Set<string>();
+      let listRevision: bigint | null = null;
+      // An exception thrown by the consumer is its bug, not an etcd failure: it must not be
+      // retried as one, so it is carried out of the listing and rethrown.
+      let consumerError = null as { e: unknown } | null;
+      const onPage: PageSink = (kvs, revision) => {
+        if (this.closed || gen !== this.generation) throw new ListingAbandoned();
+        if (revision !== listRevision) {
+          listRevision = revision;
+          seen = new Set();
+        }
+        try {
+          this.emitPage(kvs, seen);
+        } catch (e) {
+          consumerError = { e };
+          throw new ListingAbandoned();
+        }
+      };
+      let revision: bigint;
       try {
-        listed = await this.reader.rangePrefixes(this.prefixes);
+        const listed = await this.reader.rangePrefixes(this.prefixes, undefined, onPage);
+        // A reader that does not page (or pages only partly) returns the rest here.
+        if (listed.kvs.length > 0) onPage(listed.kvs, listed.revision);
+        revision = listed.revision;
       } catch (e) {
+        if (consumerError) throw consumerError.e;
         if (this.closed || gen !== this.generation) return;
         this.reportOutOfSync(e instanceof Error ? e : new Error(String(e)));
         await new Promise<void>((r) => {
@@ -91,12 +147,10 @@ export class ResyncingWatch {
         continue;
       }
       if (this.closed || gen !== this.generation) return;
-      // Outside the try: an exception thrown by the consumer is its bug, not an etcd failure,
-      // and must not be retried as one.
-      this.emitDiff(listed.kvs, listed.revision);
-      this.startWatchers(gen, listed.revision);
+      this.emitVanished(seen, revision);
+      this.startWatchers(gen, revision);
       this.outOfSyncReported = false;
-      this.sink.onInSync(listed.revision);
+      this.sink.onInSync(revision);
       return;
     }
   }
@@ -107,22 +161,40 @@ export class ResyncingWatch {
     this.sink.onOutOfSync?.(err);
   }
 
-  private emitDiff(kvs: IKeyValue[], revision: bigint): void {
+  /** Remembers a put; with retainValues a compact copy of the value (not a view into the page). */
+  private remember(key: string, mod: bigint, value: Buffer): void {
+    this.known.set(key, mod);
+    this.values?.set(key, Buffer.from(value));
+  }
+
+  private forget(key: string): Buffer | null {
+    this.known.delete(key);
+    const prev = this.values?.get(key) ?? null;
+    this.values?.delete(key);
+    return prev;
+  }
+
+  /** One page of a listing: emits the keys that are new or changed since last emitted. */
+  private emitPage(kvs: IKeyValue[], seen: Set<string>): void {
     const changes: RawChange[] = [];
-    const seen = new Set<string>();
     for (const kv of kvs) {
       const key = kv.key.toString();
       const mod = BigInt(kv.mod_revision);
       seen.add(key);
       const had = this.known.get(key);
-      if (had && had.mod === mod) continue;
-      this.known.set(key, { mod, value: kv.value });
-      changes.push({ type: 'put', key, value: kv.value, modRevision: mod, created: !had });
+      if (had === mod) continue;
+      this.remember(key, mod, kv.value);
+      changes.push({ type: 'put', key, value: kv.value, modRevision: mod, created: had === undefined });
     }
-    for (const [key, had] of this.known) {
+    if (changes.length > 0) this.sink.onChanges(changes);
+  }
+
+  /** After a complete listing: deletes for every key emitted before that the listing lacks. */
+  private emitVanished(seen: Set<string>, revision: bigint): void {
+    const changes: RawChange[] = [];
+    for (const key of this.known.keys()) {
       if (seen.has(key)) continue;
-      this.known.delete(key);
-      changes.push({ type: 'delete', key, modRevision: revision, prev: had.value });
+      changes.push({ type: 'delete', key, modRevision: revision, prev: this.forget(key) });
     }
     if (changes.length > 0) this.sink.onChanges(changes);
   }
@@ -132,7 +204,6 @@ export class ResyncingWatch {
       const w = this.client
         .watch()
         .prefix(prefix)
-        .withPreviousKV()
         .startRevision(String(revision + 1n))
         .watcher();
       // Listeners go on before the watch is sent: an unlistened 'error' would throw.
@@ -155,13 +226,12 @@ export class ResyncingWatch {
       const mod = BigInt(ev.kv.mod_revision);
       const had = this.known.get(key);
       if (ev.type === 'Put') {
-        if (had && had.mod >= mod) continue; // already seen through a list
-        this.known.set(key, { mod, value: ev.kv.value });
-        changes.push({ type: 'put', key, value: ev.kv.value, modRevision: mod, created: !had });
+        if (had !== undefined && had >= mod) continue; // already seen through a list
+        this.remember(key, mod, ev.kv.value);
+        changes.push({ type: 'put', key, value: ev.kv.value, modRevision: mod, created: had === undefined });
       } else {
-        if (!had) continue;
-        this.known.delete(key);
-        changes.push({ type: 'delete', key, modRevision: mod, prev: had.value });
+        if (had === undefined) continue;
+        changes.push({ type: 'delete', key, modRevision: mod, prev: this.forget(key) });
       }
     }
     if (changes.length > 0) this.sink.onChanges(changes);

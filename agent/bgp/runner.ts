@@ -136,6 +136,12 @@ export class BgpRunner {
   private watches: WatchHandle[] = [];
   private applyTimer: NodeJS.Timeout | null = null;
   private learnedTimer: NodeJS.Timeout | null = null;
+  /**
+   * A restarting speaker defers route selection (RFC 4724 §4.1) until every peer's End-of-RIB.
+   * Until then its Loc-RIB is partial (one ECMP path of two, say) and must not reach the kernel,
+   * which still forwards on the routes preserved across the restart.
+   */
+  private selectionDeferred = false;
   private statusTimer: NodeJS.Timeout | null = null;
   private statusSoon: NodeJS.Timeout | null = null;
   private applying: Promise<void> = Promise.resolve();
@@ -294,7 +300,9 @@ export class BgpRunner {
       });
       s.on('peerState', () => this.statusChanged());
       if (!this.opts.reflectorOnly) s.on('routeChanged', () => this.learnedChanged());
+      this.selectionDeferred = this.opts.gracefulRestart?.restarting === true;
       s.once('selectionDeferralOver', () => {
+        this.selectionDeferred = false;
         if (this.opts.onLearned && !this.opts.reflectorOnly) this.opts.onLearned(learnedRoutes(s));
         this.opts.onRelearned?.();
       });
@@ -355,7 +363,7 @@ export class BgpRunner {
     this.learnedTimer = setTimeout(() => {
       this.learnedTimer = null;
       const s = this.speaker;
-      if (!s || !this.opts.onLearned) return;
+      if (!s || !this.opts.onLearned || this.selectionDeferred) return;
       this.opts.onLearned(learnedRoutes(s));
     }, 20);
   }

@@ -29,7 +29,8 @@ import {
 } from './model.js';
 
 export const VXLAN_DEVICE_V4 = 'vxlan.gingham';
-export const VXLAN_DEVICE_V6 = 'vxlan-v6.gingham';
+/** 14 characters: interface names have at most 15 (IFNAMSIZ); Calico's `vxlan-v6.` form would not fit. */
+export const VXLAN_DEVICE_V6 = 'vxlan6.gingham';
 export const IPIP_DEVICE = 'tunl0';
 
 /** Higher wins when two sources want the same prefix. Local knowledge beats remote, IPAM beats BGP. */
@@ -103,10 +104,48 @@ export interface CalcCache {
   blocks: WeakMap<object, { version: number; routes: RouteSpec[]; problems: Problem[] }>;
   /** The node-wide part of the last result, valid for (remoteVersion, blocksVersion). */
   base?: { remoteVersion: number; blocksVersion: number; state: DesiredState };
+  /** Update the previous result in place when only endpoints changed (see newCalcCache). */
+  inPlace: boolean;
+  /** inPlace: the previous result and what it was computed from. */
+  last?: LastResult;
+  /**
+   * After each call: the route keys the call changed when it updated the previous result in place;
+   * null when it computed afresh (anything may have changed).
+   */
+  changedRoutes: Set<string> | null;
 }
 
-export function newCalcCache(): CalcCache {
-  return { endpoints: new WeakMap(), blocks: new WeakMap() };
+interface LastResult {
+  remoteVersion: number;
+  blocksVersion: number;
+  learned: readonly unknown[];
+  allowSpoofing: boolean;
+  /** The endpoint objects the state holds (endpoints are replaced, never mutated, on change). */
+  endpoints: Set<object>;
+  /**
+   * No key an endpoint contributes (route, neighbour, sysctl path, interface) is wanted by
+   * anything else: each endpoint's part can be removed or added without a precedence decision.
+   */
+  clean: boolean;
+  state: DesiredState;
+}
+
+/**
+ * `inPlace`: with hundreds of local endpoints and thousands of blocks, copying the node-wide part
+ * for every endpoint event costs milliseconds and garbage that outlives the young generation (GC
+ * pauses on the programming path). In place, an endpoint-only change removes and adds just that
+ * endpoint's routes, neighbours and sysctls in the previous result, and the result of the previous
+ * call is updated: the caller must not keep one result while asking for the next. The result is
+ * the same as a fresh computation (unit-tested against one); anything else (node-wide change, new
+ * learned routes, a key two sources want) is computed afresh.
+ */
+export function newCalcCache(opts: { inPlace?: boolean } = {}): CalcCache {
+  return {
+    endpoints: new WeakMap(),
+    blocks: new WeakMap(),
+    inPlace: opts.inPlace === true,
+    changedRoutes: null,
+  };
 }
 
 function emptyState(): DesiredState {
@@ -177,6 +216,11 @@ export function computeDesired(input: CalcInput, cache?: CalcCache): DesiredStat
     cacheable &&
     cache.base?.remoteVersion === input.remoteVersion &&
     cache.base?.blocksVersion === input.blocksVersion;
+  if (hit && cache.inPlace && cache.last) {
+    const updated = updateEndpointsInPlace(input, cache, cache.last);
+    if (updated) return updated;
+  }
+  if (cache) cache.changedRoutes = null;
   if (hit) {
     out = cloneState(cache.base!.state);
   } else {
@@ -189,52 +233,180 @@ export function computeDesired(input: CalcInput, cache?: CalcCache): DesiredStat
         state: cloneState(out),
       };
   }
-  addEndpoints(input, cache, out);
-  addLearned(input, out);
+  const endpointsClean = addEndpoints(input, cache, out);
+  const learnedClean = addLearned(input, out);
+  if (cacheable && cache.inPlace) {
+    cache.last = {
+      remoteVersion: input.remoteVersion!,
+      blocksVersion: input.blocksVersion!,
+      learned: input.learned,
+      allowSpoofing: input.settings.allowSpoofing,
+      endpoints: new Set(input.endpoints),
+      clean: endpointsClean && learnedClean,
+      state: out,
+    };
+  }
   return out;
 }
 
-function addEndpoints(input: CalcInput, cache: CalcCache | undefined, out: DesiredState): void {
-  const { settings } = input;
-  const { addRoute, addNeigh, sysctl } = writers(out);
-  for (const ep of input.endpoints) {
-    const dev = ep.interfaceName;
-    // Own only what we create: an endpoint naming a foreign interface is not ours to configure.
-    if (!dev.startsWith(INTERFACE_PREFIX)) continue;
-    out.workloadIfaces.add(dev);
-    let c = cache?.endpoints.get(ep);
-    if (!c || c.allowSpoofing !== settings.allowSpoofing) {
-      c = { allowSpoofing: settings.allowSpoofing, routes: [], neighs: [], sysctls: [] };
-      const nets = ep.ipNetworks.map((n) => parsePrefix(n, { loose: true }));
-      const v6 = nets.some((n) => n.family === 6);
-      c.sysctls = workloadSysctls(dev, { v6, allowSpoofing: settings.allowSpoofing });
-      for (const n of nets) {
-        const dst = formatPrefix(n);
-        c.routes.push({
-          family: n.family,
-          dst,
-          kind: 'workload',
-          type: 'unicast',
-          dev,
-          onlink: false,
-          scope: 'link',
-        });
-        if (ep.mac && (n.family === 4 ? n.len === 32 : n.len === 128)) {
-          c.neighs.push({ family: n.family, dev, ip: addrOnly(dst), mac: ep.mac.toLowerCase() });
-        }
-      }
-      cache?.endpoints.set(ep, c);
+type EndpointPart = {
+  allowSpoofing: boolean;
+  routes: RouteSpec[];
+  neighs: NeighSpec[];
+  sysctls: Array<{ path: string; value: string }>;
+};
+
+/** An endpoint's routes, neighbours and sysctls (memoised per endpoint object). */
+function endpointPart(
+  ep: CalcInput['endpoints'][number],
+  allowSpoofing: boolean,
+  cache: CalcCache | undefined,
+): EndpointPart {
+  const cached = cache?.endpoints.get(ep);
+  if (cached && cached.allowSpoofing === allowSpoofing) return cached;
+  const dev = ep.interfaceName;
+  const c: EndpointPart = { allowSpoofing, routes: [], neighs: [], sysctls: [] };
+  const nets = ep.ipNetworks.map((n) => parsePrefix(n, { loose: true }));
+  const v6 = nets.some((n) => n.family === 6);
+  c.sysctls = workloadSysctls(dev, { v6, allowSpoofing });
+  for (const n of nets) {
+    const dst = formatPrefix(n);
+    c.routes.push({
+      family: n.family,
+      dst,
+      kind: 'workload',
+      type: 'unicast',
+      dev,
+      onlink: false,
+      scope: 'link',
+    });
+    if (ep.mac && (n.family === 4 ? n.len === 32 : n.len === 128)) {
+      c.neighs.push({ family: n.family, dev, ip: addrOnly(dst), mac: ep.mac.toLowerCase() });
     }
-    for (const x of c.sysctls) sysctl(x.path, x.value);
-    for (const r of c.routes) addRoute(r);
-    for (const n of c.neighs) addNeigh(n);
   }
+  cache?.endpoints.set(ep, c);
+  return c;
 }
 
-function addLearned(input: CalcInput, out: DesiredState): void {
+/** Own only what we create: an endpoint naming a foreign interface is not ours to configure. */
+const ownsInterface = (ep: CalcInput['endpoints'][number]): boolean =>
+  ep.interfaceName.startsWith(INTERFACE_PREFIX);
+
+/** Adds every endpoint's part; false when some key was already wanted (by anyone). */
+function addEndpoints(input: CalcInput, cache: CalcCache | undefined, out: DesiredState): boolean {
+  const { settings } = input;
+  const { addRoute, addNeigh } = writers(out);
+  let clean = true;
+  for (const ep of input.endpoints) {
+    if (!ownsInterface(ep)) continue;
+    const dev = ep.interfaceName;
+    if (out.workloadIfaces.has(dev)) clean = false;
+    out.workloadIfaces.add(dev);
+    const c = endpointPart(ep, settings.allowSpoofing, cache);
+    for (const x of c.sysctls) {
+      if (out.sysctls.has(x.path)) clean = false;
+      out.sysctls.set(x.path, x);
+    }
+    for (const r of c.routes) {
+      if (out.routes.has(routeKey(r))) clean = false;
+      addRoute(r);
+    }
+    for (const n of c.neighs) {
+      if (out.neighs.has(neighKey(n))) clean = false;
+      addNeigh(n);
+    }
+  }
+  return clean;
+}
+
+/**
+ * The in-place path of computeDesired: the node-wide part and learned routes are those of `last`,
+ * and only endpoints differ. Removes the parts of endpoints that are gone and adds those of new
+ * ones (a changed endpoint is both). Returns null, having changed nothing, when that is not
+ * equivalent to a fresh computation: some key of a new endpoint is already wanted, or the last
+ * result had such a collision.
+ */
+function updateEndpointsInPlace(input: CalcInput, cache: CalcCache, last: LastResult): DesiredState | null {
+  if (
+    !last.clean ||
+    last.learned !== input.learned ||
+    last.allowSpoofing !== input.settings.allowSpoofing ||
+    last.remoteVersion !== input.remoteVersion ||
+    last.blocksVersion !== input.blocksVersion
+  )
+    return null;
+  const added: CalcInput['endpoints'][number][] = [];
+  for (const ep of input.endpoints) if (!last.endpoints.has(ep)) added.push(ep);
+  const removed: CalcInput['endpoints'][number][] = [];
+  if (last.endpoints.size !== input.endpoints.length - added.length) {
+    const now = new Set<object>(input.endpoints);
+    for (const ep of last.endpoints) if (!now.has(ep)) removed.push(ep as CalcInput['endpoints'][number]);
+  }
+  const out = last.state;
+  const allow = input.settings.allowSpoofing;
+  // Keys the removals free, then check that every new key is free (and not wanted twice).
+  const freed = new Set<string>();
+  for (const ep of removed) {
+    if (!ownsInterface(ep)) continue;
+    const c = cache.endpoints.get(ep);
+    if (!c) return null; // cannot happen: every endpoint in `last` was memoised
+    freed.add(`i|${ep.interfaceName}`);
+    for (const x of c.sysctls) freed.add(`s|${x.path}`);
+    for (const r of c.routes) freed.add(`r|${routeKey(r)}`);
+    for (const n of c.neighs) freed.add(`n|${neighKey(n)}`);
+  }
+  const taken = new Set<string>();
+  const free = (key: string, inState: boolean): boolean => {
+    if ((inState && !freed.has(key)) || taken.has(key)) return false;
+    taken.add(key);
+    return true;
+  };
+  for (const ep of added) {
+    if (!ownsInterface(ep)) continue;
+    const c = endpointPart(ep, allow, cache);
+    const dev = ep.interfaceName;
+    if (!free(`i|${dev}`, out.workloadIfaces.has(dev))) return null;
+    for (const x of c.sysctls) if (!free(`s|${x.path}`, out.sysctls.has(x.path))) return null;
+    for (const r of c.routes) if (!free(`r|${routeKey(r)}`, out.routes.has(routeKey(r)))) return null;
+    for (const n of c.neighs) if (!free(`n|${neighKey(n)}`, out.neighs.has(neighKey(n)))) return null;
+  }
+  const changed = new Set<string>();
+  for (const ep of removed) {
+    last.endpoints.delete(ep);
+    if (!ownsInterface(ep)) continue;
+    const c = cache.endpoints.get(ep)!;
+    out.workloadIfaces.delete(ep.interfaceName);
+    for (const x of c.sysctls) out.sysctls.delete(x.path);
+    for (const r of c.routes) {
+      const k = routeKey(r);
+      out.routes.delete(k);
+      changed.add(k);
+    }
+    for (const n of c.neighs) out.neighs.delete(neighKey(n));
+  }
+  for (const ep of added) {
+    last.endpoints.add(ep);
+    if (!ownsInterface(ep)) continue;
+    const c = endpointPart(ep, allow, cache);
+    out.workloadIfaces.add(ep.interfaceName);
+    for (const x of c.sysctls) out.sysctls.set(x.path, x);
+    for (const r of c.routes) {
+      const k = routeKey(r);
+      out.routes.set(k, r);
+      changed.add(k);
+    }
+    for (const n of c.neighs) out.neighs.set(neighKey(n), n);
+  }
+  cache.changedRoutes = changed;
+  return out;
+}
+
+/** Adds the learned routes; false when one was shadowed by an endpoint's route. */
+function addLearned(input: CalcInput, out: DesiredState): boolean {
   const { host } = input;
   const { addRoute } = writers(out);
   const uplink = (family: Family): string | undefined => (family === 4 ? host.uplinkV4 : host.uplinkV6);
+  let clean = true;
   for (const l of input.learned) {
     const p = parsePrefix(l.prefix, { loose: true });
     // Canonical hop set (sorted, deduplicated) so equal sets give equal specs whatever the order
@@ -255,9 +427,11 @@ function addLearned(input: CalcInput, out: DesiredState): void {
       type: 'unicast',
       scope: 'universe',
     } as const;
+    if (out.routes.get(routeKey(base))?.kind === 'workload') clean = false;
     if (hops.length === 1) addRoute({ ...base, dev: first.dev, via: first.via, onlink: first.onlink });
     else addRoute({ ...base, onlink: false, multipath: hops });
   }
+  return clean;
 }
 
 function computeBase(input: CalcInput, cache: CalcCache | undefined, out: DesiredState): void {
@@ -312,7 +486,7 @@ function computeBase(input: CalcInput, cache: CalcCache | undefined, out: Desire
         local,
         parent: uplink(family),
         mac: mac.toLowerCase(),
-        mtu: settings.vxlanMTU,
+        mtu: family === 4 ? settings.vxlanMTU : settings.vxlanMTUV6,
         address: `${addr}/${family === 4 ? 32 : 128}`,
       });
     }

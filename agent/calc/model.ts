@@ -68,6 +68,8 @@ export interface AgentSettings {
   vxlanPort: number;
   /** MTU of the VXLAN device; 0 = let the kernel derive it from the parent. */
   vxlanMTU: number;
+  /** The same for the IPv6 device (its encapsulation is 20 bytes larger). */
+  vxlanMTUV6: number;
   remoteRouteSource: RemoteRouteSource;
   /** When false the agent programs rp_filter=1 (strict) on workload interfaces. */
   allowSpoofing: boolean;
@@ -77,6 +79,7 @@ export const DEFAULT_SETTINGS: AgentSettings = {
   vxlanVNI: 4096,
   vxlanPort: 4789,
   vxlanMTU: 0,
+  vxlanMTUV6: 0,
   remoteRouteSource: 'bgp',
   allowSpoofing: false,
 };

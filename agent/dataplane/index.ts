@@ -61,6 +61,11 @@ export class Dataplane {
       ipipOk: boolean;
       /** Kernel routes of ours to leave in place although not desired (see Agent.holdLearned). */
       keepRoute?: (r: KernelRoute) => boolean;
+      /**
+       * The route keys that changed in `desired` since the previous apply (ignored on a full or
+       * links pass): only those are compared. Undefined = compare every route.
+       */
+      changedRoutes?: ReadonlySet<string>;
     },
   ): Promise<ApplyReport> {
     const t0 = performance.now();
@@ -107,7 +112,8 @@ export class Dataplane {
       if (up.errors.length > 0) throw up.errors[0];
     });
     await step('routes', async () => {
-      const r = await this.routes.apply(desired.routes, { keep: opts.keepRoute });
+      const only = opts.full || opts.linksChanged ? undefined : opts.changedRoutes;
+      const r = await this.routes.apply(desired.routes, { keep: opts.keepRoute, only });
       report.routes = { added: r.added, replaced: r.replaced, deleted: r.deleted, usedBatch: r.usedBatch };
       report.pendingRoutes = r.pending;
       if (r.errors.length > 0) throw r.errors[0];

@@ -1,5 +1,5 @@
 // Link driver: the agent's own links only — workload veths (`gh*`, created by the CNI plugin; the
-// agent brings them up) and the tunnel devices it creates (vxlan.gingham, vxlan-v6.gingham, tunl0).
+// agent brings them up) and the tunnel devices it creates (vxlan.gingham, vxlan6.gingham, tunl0).
 // Other interfaces are only read (for their index), never changed.
 import { existsSync } from 'node:fs';
 import { ifla } from 'netlink';

@@ -4,7 +4,7 @@
 import { bytesToIp, type Family, ipToBytes } from '../../lib/ip.js';
 import { type FdbSpec, fdbKey, type NeighSpec, neighKey } from '../calc/model.js';
 import { isOwnedLink, type LinkDriver } from './links.js';
-import { MAX_IN_FLIGHT, type Rtnl, runBounded } from './rtnl.js';
+import { alreadyGone, MAX_IN_FLIGHT, type Rtnl, runBounded } from './rtnl.js';
 
 const AF_BRIDGE = 7;
 const NLM_F_REPLACE_CREATE = 0x100 | 0x400;
@@ -83,13 +83,17 @@ export class NeighbourDriver {
       ...(await runBounded(neighDeletes, MAX_IN_FLIGHT, async ([k, n]) => {
         const ifindex = this.links.index(n.dev);
         if (ifindex !== undefined) {
-          await this.rtnl.request('delete-neigh', `${n.ip} dev ${n.dev}`, (s, o) =>
-            s.delNeighbor(
-              { family: n.family === 4 ? 2 : 10, ifindex },
-              { dst: Buffer.from(ipToBytes(n.ip)) },
-              o,
-            ),
-          );
+          await this.rtnl
+            .request('delete-neigh', `${n.ip} dev ${n.dev}`, (s, o) =>
+              s.delNeighbor(
+                { family: n.family === 4 ? 2 : 10, ifindex },
+                { dst: Buffer.from(ipToBytes(n.ip)) },
+                o,
+              ),
+            )
+            .catch((err: unknown) => {
+              if (!alreadyGone(err)) throw err;
+            });
         }
         this.neighs.delete(k);
         res.deleted++;
@@ -97,13 +101,17 @@ export class NeighbourDriver {
       ...(await runBounded(fdbDeletes, MAX_IN_FLIGHT, async ([k, f]) => {
         const ifindex = this.links.index(f.dev);
         if (ifindex !== undefined) {
-          await this.rtnl.request('delete-fdb', `${f.mac} dev ${f.dev}`, (s, o) =>
-            s.delNeighbor(
-              { family: AF_BRIDGE, ifindex, flags: { self: true } },
-              { lladdr: macBytes(f.mac), dst: Buffer.from(ipToBytes(f.dst)) },
-              o,
-            ),
-          );
+          await this.rtnl
+            .request('delete-fdb', `${f.mac} dev ${f.dev}`, (s, o) =>
+              s.delNeighbor(
+                { family: AF_BRIDGE, ifindex, flags: { self: true } },
+                { lladdr: macBytes(f.mac), dst: Buffer.from(ipToBytes(f.dst)) },
+                o,
+              ),
+            )
+            .catch((err: unknown) => {
+              if (!alreadyGone(err)) throw err;
+            });
         }
         this.fdb.delete(k);
         res.deleted++;

@@ -11,6 +11,7 @@ import type { RouteSpec } from '../calc/model.js';
 const RTM_NEWROUTE = 24;
 const RTM_DELROUTE = 25;
 const NLMSG_ERROR = 2;
+const ESRCH = 3;
 const NLM_F_REQUEST = 0x1;
 const NLM_F_REPLACE = 0x100;
 const NLM_F_CREATE = 0x400;
@@ -190,7 +191,9 @@ export async function writeRouteBatch(ops: readonly BatchOp[]): Promise<void> {
       if (m.type !== NLMSG_ERROR) continue;
       const errno = -m.data.readInt32LE(0);
       const op = bySeq(m.seq);
-      if (errno !== 0 && op) failures.push({ dst: op.route.dst, op: op.op, errno });
+      // ESRCH on a delete: already gone (with its device), which is what the delete wanted.
+      if (errno !== 0 && op && !(errno === ESRCH && op.op === 'delete'))
+        failures.push({ dst: op.route.dst, op: op.op, errno });
     }
   });
   s.socket.on('error', (e) => {

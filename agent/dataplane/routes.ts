@@ -20,7 +20,7 @@ import {
   sortHops,
   writeRouteBatch,
 } from './routebatch.js';
-import { MAX_IN_FLIGHT, type Rtnl, runBounded } from './rtnl.js';
+import { alreadyGone, MAX_IN_FLIGHT, type Rtnl, runBounded } from './rtnl.js';
 
 /** Our protocol number is not in the package's enum of well-known protocols. */
 const PROTO = GINGHAM_ROUTE_PROTOCOL as unknown as rt.RouteProtocol;
@@ -106,6 +106,8 @@ export function routeBatchLine(
 export class RouteDriver {
   /** What we believe the kernel holds (our routes only), keyed like desired routes. */
   private actual = new Map<string, KernelRoute>();
+  /** Desired routes waiting for their device, key → dst (kept across applies for `only`). */
+  private readonly pending = new Map<string, string>();
 
   constructor(
     private readonly rtnl: Rtnl,
@@ -160,10 +162,15 @@ export class RouteDriver {
     return out;
   }
 
-  /** Diff `desired` against the cached kernel state and apply. Call `dump()` first for a full resync. */
+  /**
+   * Diff `desired` against the cached kernel state and apply. Call `dump()` first for a full resync.
+   * `only`: the keys that may have changed since the previous apply (the calculation knows them
+   * after an endpoint event); the rest is not compared, which keeps an endpoint add O(1) instead of
+   * O(routes). Without it every route is compared.
+   */
   async apply(
     desired: ReadonlyMap<string, RouteSpec>,
-    opts: { keep?: (r: KernelRoute) => boolean } = {},
+    opts: { keep?: (r: KernelRoute) => boolean; only?: ReadonlySet<string> } = {},
   ): Promise<RouteApplyResult> {
     const res: RouteApplyResult = {
       added: 0,
@@ -181,23 +188,39 @@ export class RouteDriver {
       replace: boolean;
     }> = [];
     const pendingKeys = new Set<string>();
-    for (const [key, spec] of desired) {
+    const only = opts.only;
+    if (!only) this.pending.clear();
+    const consider = (key: string, spec: RouteSpec): void => {
       const oif = spec.dev === undefined ? undefined : this.links.index(spec.dev);
       const hops = spec.multipath ? this.resolveHops(spec.multipath) : undefined;
       if (spec.type === 'unicast' && (spec.multipath ? hops === undefined : oif === undefined)) {
-        res.pending.push(spec.dst);
+        this.pending.set(key, spec.dst);
         pendingKeys.add(key);
-        continue;
+        return;
       }
+      this.pending.delete(key);
       const have = this.actual.get(key);
-      if (have && sameRoute(spec, oif, have, hops)) continue;
+      if (have && sameRoute(spec, oif, have, hops)) return;
       writes.push({ key, spec, oif, hops, replace: have !== undefined });
-    }
+    };
     const deletes: Array<[string, KernelRoute]> = [];
-    for (const entry of this.actual) {
-      if (pendingKeys.has(entry[0])) deletes.push(entry);
-      else if (!desired.has(entry[0]) && !opts.keep?.(entry[1])) deletes.push(entry);
+    const maybeDelete = (key: string, have: KernelRoute): void => {
+      if (pendingKeys.has(key)) deletes.push([key, have]);
+      else if (!desired.has(key) && !opts.keep?.(have)) deletes.push([key, have]);
+    };
+    if (only) {
+      for (const key of only) {
+        const spec = desired.get(key);
+        if (spec) consider(key, spec);
+        else this.pending.delete(key);
+        const have = this.actual.get(key);
+        if (have) maybeDelete(key, have);
+      }
+    } else {
+      for (const [key, spec] of desired) consider(key, spec);
+      for (const [key, have] of this.actual) maybeDelete(key, have);
     }
+    for (const dst of this.pending.values()) res.pending.push(dst);
     if (writes.length + deletes.length >= BATCH_THRESHOLD) {
       res.usedBatch = true;
       const ops: BatchOp[] = [
@@ -247,7 +270,9 @@ export class RouteDriver {
     }
     res.errors.push(
       ...(await runBounded(deletes, MAX_IN_FLIGHT, async ([k, r]) => {
-        await this.delete(r);
+        await this.delete(r).catch((err: unknown) => {
+          if (!alreadyGone(err)) throw err;
+        });
         this.actual.delete(k);
         res.deleted++;
       })),

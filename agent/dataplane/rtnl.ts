@@ -25,6 +25,17 @@ export class NetlinkRequestError extends Error {
   }
 }
 
+/**
+ * A delete that failed because the object is already gone: the route, neighbour or FDB entry went
+ * with its device (a CNI DEL removes the veth first). The wanted state holds, so not an error.
+ */
+export function alreadyGone(err: unknown): boolean {
+  return (
+    err instanceof NetlinkRequestError &&
+    (err.errno === 'ESRCH' || err.errno === 'ENOENT' || err.errno === 'ENODEV')
+  );
+}
+
 /** The package's errors are plain `Error('Request rejected: EEXIST')`: recover the errno name. */
 export function errnoOf(err: unknown): string | undefined {
   const m = err instanceof Error ? /\b(E[A-Z0-9]{2,})\b/.exec(err.message) : null;

@@ -184,7 +184,14 @@ describe('agent: ECMP routes from two BGP peers', { skip, timeout: 120_000 }, ()
       mon.kill();
     }
     const ours = seen.split('\n').filter((l) => l.includes(PREFIX.split('/')[0]!));
-    assert.deepEqual(ours, [], `the learned route changed across the restart:\n${ours.join('\n')}`);
+    assert.deepEqual(
+      ours,
+      [],
+      `the learned route changed across the restart:\n${ours.join('\n')}\nagent log:\n${agent.logs
+        .filter((l) => /learned|BGP|restart/i.test(l))
+        .slice(-20)
+        .join('\n')}`,
+    );
     const r = await routeWhen((x) => x.nexthops?.length === 2)();
     assert.ok(r, 'still one multipath route');
   });

@@ -58,17 +58,25 @@ export async function etcdInNetns(ns: Netns, sockPath: string, port = 2379): Pro
 export interface Workload {
   ns: Netns;
   hostIf: string;
+  /** IPv4 address ('' for an IPv6-only workload). */
   ip: string;
+  ip6?: string;
   mac: string;
 }
 
-/** Wires a workload as the CNI plugin does: veth gh…, host MAC ee:ee:…, gateway 169.254.1.1. */
+/** The host side's link-local address (EUI-64 of ee:ee:ee:ee:ee:ee): the IPv6 gateway, as in cni/. */
+const HOST_SIDE_LINK_LOCAL = 'fe80::ecee:eeff:feee:eeee';
+
+/**
+ * Wires a workload as the CNI plugin does: veth gh…, host MAC ee:ee:…, gateway 169.254.1.1 (IPv4)
+ * and the host side's link-local address (IPv6). `ip` '' = no IPv4 address.
+ */
 export function addWorkload(
   node: Netns,
   ws: Netns,
   id: string,
   ip: string,
-  opts: { hostUp?: boolean } = {},
+  opts: { hostUp?: boolean; ip6?: string } = {},
 ): Workload {
   const hostIf = hostVethName(id);
   const tmp = uniqueName('wt');
@@ -76,12 +84,16 @@ export function addWorkload(
   node.ip('link', 'set', hostIf, 'address', HOST_SIDE_MAC);
   if (opts.hostUp) node.ip('link', 'set', hostIf, 'up');
   ws.ip('link', 'set', tmp, 'name', 'eth0');
-  ws.ip('addr', 'add', `${ip}/32`, 'dev', 'eth0');
+  if (ip) ws.ip('addr', 'add', `${ip}/32`, 'dev', 'eth0');
+  if (opts.ip6) ws.ip('addr', 'add', `${opts.ip6}/128`, 'dev', 'eth0', 'nodad');
   ws.ip('link', 'set', 'eth0', 'up');
-  ws.ip('route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link');
-  ws.ip('route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0');
+  if (ip) {
+    ws.ip('route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link');
+    ws.ip('route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0');
+  }
+  if (opts.ip6) ws.ip('-6', 'route', 'add', 'default', 'via', HOST_SIDE_LINK_LOCAL, 'dev', 'eth0');
   const [info] = JSON.parse(ws.ip('-j', 'link', 'show', 'eth0')) as Array<{ address: string }>;
-  return { ns: ws, hostIf, ip, mac: info!.address };
+  return { ns: ws, hostIf, ip, ...(opts.ip6 ? { ip6: opts.ip6 } : {}), mac: info!.address };
 }
 
 export interface AgentProc {
@@ -105,13 +117,27 @@ export function agentArgs(
     `127.0.0.1:${o.metricsPort ?? 9091}`,
     ...(o.refreshSec === undefined ? [] : ['--route-refresh', String(o.refreshSec)]),
     ...(o.debug ? ['--log-level', 'debug'] : []),
+    // Several test agents run at once on this host: none may take the default /var/run socket.
+    '--cni-socket',
+    '',
   ];
 }
 
-export function startAgent(ns: Netns, args: string[]): AgentProc {
+/** `nodeArgs`: flags for node itself (benchmarks: --trace-gc, --heapsnapshot-signal, heap sizes). */
+export function startAgent(ns: Netns, args: string[], nodeArgs: string[] = []): AgentProc {
   const proc = spawn(
     'ip',
-    ['netns', 'exec', ns.name, process.execPath, '--import', 'tsx', join(repoRoot, 'agent/main.ts'), ...args],
+    [
+      'netns',
+      'exec',
+      ns.name,
+      process.execPath,
+      ...nodeArgs,
+      '--import',
+      'tsx',
+      join(repoRoot, 'agent/main.ts'),
+      ...args,
+    ],
     { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const logs: string[] = [];

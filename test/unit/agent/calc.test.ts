@@ -1,16 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import {
   computeDesired,
   IPIP_DEVICE,
   newCalcCache,
   sameSubnet,
   VXLAN_DEVICE_V4,
+  VXLAN_DEVICE_V6,
 } from '../../../agent/calc/desired.js';
 import { blockInput, nodeInput } from '../../../agent/calc/inputs.js';
 import {
   type CalcInput,
   DEFAULT_SETTINGS,
+  type DesiredState,
+  type EndpointInput,
+  type LearnedRoute,
   type NodeInput,
   type PoolInput,
 } from '../../../agent/calc/model.js';
@@ -166,6 +171,60 @@ describe('computeDesired: remote blocks', () => {
     assert.equal(r?.dev, VXLAN_DEVICE_V4);
     assert.equal(r?.onlink, true);
     assert.equal(d.fdb.has(`${VXLAN_DEVICE_V4}|02:00:00:00:00:01`), false, 'no FDB entry for ourselves');
+  });
+  it('IPv6 VXLAN: its own device, local = the IPv6 node address, block routes via the v6 tunnel address', () => {
+    const v6 = (n: NodeInput, i: number): NodeInput => ({
+      ...n,
+      ipv6Address: `fd10::${i}/64`,
+      ipv6VXLANTunnelAddr: `fd00:65:0:${i}::`,
+      vxlanTunnelMACAddrV6: `02:00:00:00:06:0${i}`,
+    });
+    const [me6, near6] = [v6(me, 1), v6(near, 2)];
+    const d = computeDesired(
+      input({
+        self: me6,
+        nodes: new Map([me6, near6].map((n) => [n.name, n])),
+        pools: [pool({ name: 'p6', cidr: 'fd00:65::/48', vxlanMode: 'Always' })],
+        blocks: [
+          { cidr: 'fd00:65:0:1::/122', affinity: 'n1', borrowed: [] },
+          { cidr: 'fd00:65:0:2::/122', affinity: 'n2', borrowed: [] },
+        ],
+        host: { uplinkV4: 'eth0', uplinkV6: 'eth0', ipipSupported: false },
+        settings: { ...DEFAULT_SETTINGS, vxlanMTU: 1450, vxlanMTUV6: 1430 },
+      }),
+    );
+    assert.equal(d.tunnels.has(VXLAN_DEVICE_V4), false, 'no IPv4 VXLAN pool, no IPv4 device');
+    const t = d.tunnels.get(VXLAN_DEVICE_V6);
+    assert.ok(t && t.kind === 'vxlan');
+    assert.equal(t.family, 6);
+    assert.equal(t.local, 'fd10::1');
+    assert.equal(t.parent, 'eth0');
+    assert.equal(t.address, 'fd00:65:0:1::/128');
+    assert.equal(t.mac, '02:00:00:00:06:01');
+    assert.equal(t.mtu, 1430, 'vxlanMTUV6, not vxlanMTU');
+    assert.deepEqual(d.routes.get('6|fd00:65:0:2::/122'), {
+      family: 6,
+      dst: 'fd00:65:0:2::/122',
+      kind: 'vxlan',
+      type: 'unicast',
+      dev: VXLAN_DEVICE_V6,
+      via: 'fd00:65:0:2::',
+      onlink: true,
+      scope: 'universe',
+    });
+    assert.equal(d.routes.get('6|fd00:65:0:1::/122')?.type, 'blackhole');
+    assert.deepEqual(d.fdb.get(`${VXLAN_DEVICE_V6}|02:00:00:00:06:02`), {
+      dev: VXLAN_DEVICE_V6,
+      mac: '02:00:00:00:06:02',
+      dst: 'fd10::2',
+    });
+    assert.deepEqual(d.neighs.get(`${VXLAN_DEVICE_V6}|fd00:65:0:2::`), {
+      family: 6,
+      dev: VXLAN_DEVICE_V6,
+      ip: 'fd00:65:0:2::',
+      mac: '02:00:00:00:06:02',
+    });
+    assert.ok(VXLAN_DEVICE_V6.length <= 15, 'fits IFNAMSIZ');
   });
   it('VXLAN CrossSubnet encapsulates only towards nodes off our subnet', () => {
     const d = computeDesired(input({ pools: [pool({ vxlanMode: 'CrossSubnet' })] }));
@@ -375,5 +434,118 @@ describe('inputs', () => {
     assert.equal(n.ipv4Address, '1.2.3.4/24');
     assert.equal(n.ipv4VXLANTunnelAddr, '10.0.0.1');
     assert.deepEqual(n.addresses, ['5.6.7.8']);
+  });
+});
+
+/** Everything the dataplane reads, order-independent (Maps and Sets compare unordered). */
+function comparable(d: DesiredState) {
+  return {
+    routes: new Map(d.routes),
+    neighs: new Map(d.neighs),
+    fdb: new Map(d.fdb),
+    tunnels: new Map(d.tunnels),
+    retainTunnels: new Set(d.retainTunnels),
+    workloadIfaces: new Set(d.workloadIfaces),
+    sysctls: new Map(d.sysctls),
+    problems: d.problems.map((p) => JSON.stringify(p)).sort(),
+    unreadyPools: new Set(d.unreadyPools),
+  };
+}
+
+describe('computeDesired in place (newCalcCache({ inPlace: true }))', () => {
+  // Candidate endpoints share interfaces and addresses on purpose, and one address is also a
+  // borrowed /32 routed to another node and one a learned prefix: the in-place path must notice
+  // every collision and fall back to a fresh computation.
+  const candidates: Array<Omit<EndpointInput, 'key' | 'name' | 'namespace' | 'revision'>> = [
+    { interfaceName: 'gh000000000a1', mac: 'aa:00:00:00:00:01', ipNetworks: ['10.65.0.5/32'] },
+    { interfaceName: 'gh000000000a2', mac: 'aa:00:00:00:00:02', ipNetworks: ['10.65.0.6/32', 'fd00::6/128'] },
+    { interfaceName: 'gh000000000a3', ipNetworks: ['10.65.0.7/32'] },
+    { interfaceName: 'gh000000000a1', mac: 'aa:00:00:00:00:04', ipNetworks: ['10.65.0.8/32'] },
+    { interfaceName: 'gh000000000a5', mac: 'aa:00:00:00:00:05', ipNetworks: ['10.65.0.6/32'] },
+    { interfaceName: 'gh000000000a6', ipNetworks: ['10.65.0.9/32'] },
+    { interfaceName: 'gh000000000a7', ipNetworks: ['10.99.0.1/32'] },
+    { interfaceName: 'eth9', ipNetworks: ['10.65.0.10/32'] },
+  ];
+  const learnedSets: LearnedRoute[][] = [
+    [],
+    [{ prefix: '10.99.0.1/32', nextHops: [{ via: '192.168.1.2' }] }],
+    [{ prefix: '10.98.0.0/24', nextHops: [{ via: '192.168.1.3' }] }],
+  ];
+  const step = fc.record({
+    // Which candidates are present; "fresh" ones are new objects (a modified endpoint).
+    present: fc.array(fc.boolean(), { minLength: candidates.length, maxLength: candidates.length }),
+    fresh: fc.array(fc.boolean(), { minLength: candidates.length, maxLength: candidates.length }),
+    learned: fc.nat({ max: learnedSets.length - 1 }),
+    blocksBump: fc.boolean(),
+  });
+
+  it('equals a fresh computation after every change (property)', () => {
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 25 }), (steps) => {
+        const cache = newCalcCache({ inPlace: true });
+        const objects: Array<EndpointInput | undefined> = [];
+        let blocksVersion = 1;
+        let prevRoutes: Map<string, unknown> | null = null;
+        for (const st of steps) {
+          const endpoints: EndpointInput[] = [];
+          candidates.forEach((c, i) => {
+            if (!st.present[i]) return;
+            if (!objects[i] || st.fresh[i])
+              objects[i] = { ...c, key: `ns/w${i}`, name: `w${i}`, namespace: 'ns', revision: 1n };
+            endpoints.push(objects[i]!);
+          });
+          if (st.blocksBump && st.learned === 0) blocksVersion++;
+          const inp = input({
+            settings: { ...DEFAULT_SETTINGS, remoteRouteSource: 'static' },
+            blocks: [
+              {
+                cidr: '10.65.0.0/26',
+                affinity: 'n1',
+                borrowed: [{ ip: '10.65.0.9', node: 'n2' }],
+              },
+              { cidr: '10.65.1.0/26', affinity: 'n2', borrowed: [] },
+            ],
+            endpoints,
+            learned: learnedSets[st.learned]!,
+            remoteVersion: 1,
+            blocksVersion,
+          });
+          const got = computeDesired(inp, cache);
+          assert.deepStrictEqual(comparable(got), comparable(computeDesired(inp)));
+          // changedRoutes (what the route driver then compares) covers every route that changed.
+          if (cache.changedRoutes && prevRoutes) {
+            for (const k of new Set([...prevRoutes.keys(), ...got.routes.keys()])) {
+              if (prevRoutes.get(k) !== got.routes.get(k))
+                assert.ok(cache.changedRoutes.has(k), `${k} changed but is not in changedRoutes`);
+            }
+          }
+          prevRoutes = new Map(got.routes);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('updates the previous result instead of copying it when only endpoints change', () => {
+    const cache = newCalcCache({ inPlace: true });
+    const a = input({ remoteVersion: 1, blocksVersion: 1 });
+    const first = computeDesired(a, cache);
+    const added: EndpointInput = {
+      key: 'ns/w2',
+      name: 'w2',
+      namespace: 'ns',
+      interfaceName: 'gh0000000000b',
+      ipNetworks: ['10.65.0.6/32'],
+      revision: 8n,
+    };
+    const second = computeDesired({ ...a, endpoints: [...a.endpoints, added] }, cache);
+    assert.equal(second, first, 'same object, updated');
+    assert.equal(second.routes.get('4|10.65.0.6/32')?.dev, 'gh0000000000b');
+    const third = computeDesired({ ...a, endpoints: [added] }, cache);
+    assert.equal(third.routes.get('4|10.65.0.5/32'), undefined, 'the removed endpoint is gone');
+    assert.equal(third.sysctls.get('net/ipv4/conf/gh0123456789a/proxy_arp'), undefined);
+    // The copy-per-call cache (default) still gives a new object each time.
+    const copying = newCalcCache();
+    assert.notEqual(computeDesired(a, copying), computeDesired(a, copying));
   });
 });

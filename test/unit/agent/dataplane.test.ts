@@ -3,12 +3,13 @@ import { describe, it } from 'node:test';
 import { vtepMacFor } from '../../../agent/agent.js';
 import { chooseAddress, type HostAddress, parseMethod } from '../../../agent/autodetect.js';
 import type { RouteSpec } from '../../../agent/calc/model.js';
-import { isOwnedLink } from '../../../agent/dataplane/links.js';
+import { isOwnedLink, OWNED_TUNNELS } from '../../../agent/dataplane/links.js';
 import { slimEndpoint } from '../../../agent/dataplane/nft.js';
 import { decodeMultipath, encodeMultipath, encodeRouteMessage } from '../../../agent/dataplane/routebatch.js';
 import { type KernelRoute, routeBatchLine, sameRoute } from '../../../agent/dataplane/routes.js';
 import { errnoOf, runBounded } from '../../../agent/dataplane/rtnl.js';
 import { parseHostPort } from '../../../agent/http.js';
+import { INTERFACE_PREFIX } from '../../../lib/constants.js';
 
 const wl: RouteSpec = {
   family: 4,
@@ -207,6 +208,13 @@ describe('ownership, names and addresses', () => {
     assert.equal(isOwnedLink('vxlan.gingham'), true);
     assert.equal(isOwnedLink('eth0'), false);
     assert.equal(isOwnedLink('vxlan.calico'), false);
+    assert.equal(isOwnedLink('vxlan6.gingham'), true);
+  });
+  it('names every device it creates within IFNAMSIZ (15 characters)', () => {
+    // The kernel rejects a longer name ("Attribute failed policy validation"): a 16-character
+    // IPv6 VXLAN device name once made IPv6 VXLAN impossible.
+    for (const name of [...OWNED_TUNNELS, `${INTERFACE_PREFIX}0123456789a`])
+      assert.ok(name.length <= 15, `${name} has ${name.length} characters`);
   });
   it('derives a stable, locally administered unicast VTEP MAC', () => {
     const m = vtepMacFor('node-1', 4);
