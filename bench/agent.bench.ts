@@ -333,6 +333,7 @@ async function latencyAndRss(): Promise<BenchRow[]> {
         '',
       ],
       (process.env.AGENT_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      { built: true },
     );
     const readyMs = await waitReady(w, port, 300_000);
     const rssReady = rssMb(w.agent.proc.pid!);
@@ -561,22 +562,27 @@ async function initialSync(): Promise<BenchRow[]> {
     await putAll(w.store, kvs);
     const port = await freePort();
     const t0 = performance.now();
-    w.agent = startAgent(w.node, [
-      '--node',
-      'sync-node',
-      '--etcd-endpoints',
-      'http://127.0.0.1:2379',
-      '--ip',
-      '192.168.0.1/16',
-      '--remote-routes',
-      'static',
-      '--policy',
-      'off',
-      '--metrics-addr',
-      `127.0.0.1:${port}`,
-      '--cni-socket',
-      '',
-    ]);
+    w.agent = startAgent(
+      w.node,
+      [
+        '--node',
+        'sync-node',
+        '--etcd-endpoints',
+        'http://127.0.0.1:2379',
+        '--ip',
+        '192.168.0.1/16',
+        '--remote-routes',
+        'static',
+        '--policy',
+        'off',
+        '--metrics-addr',
+        `127.0.0.1:${port}`,
+        '--cni-socket',
+        '',
+      ],
+      [],
+      { built: true },
+    );
     const readyMs = await waitReady(w, port, 120_000);
     void t0;
     const agentMs = await firstSyncMs(w.agent.logs);

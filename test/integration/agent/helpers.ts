@@ -123,23 +123,24 @@ export function agentArgs(
   ];
 }
 
-/** `nodeArgs`: flags for node itself (benchmarks: --trace-gc, --heapsnapshot-signal, heap sizes). */
-export function startAgent(ns: Netns, args: string[], nodeArgs: string[] = []): AgentProc {
-  const proc = spawn(
-    'ip',
-    [
-      'netns',
-      'exec',
-      ns.name,
-      process.execPath,
-      ...nodeArgs,
-      '--import',
-      'tsx',
-      join(repoRoot, 'agent/main.ts'),
-      ...args,
-    ],
-    { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+/**
+ * `nodeArgs`: flags for node itself (benchmarks: --trace-gc, --heapsnapshot-signal, heap sizes).
+ * `built`: run dist/ (what operators run; benchmarks) instead of the sources through tsx, whose
+ * loader costs memory in the main thread and in the policy worker.
+ */
+export function startAgent(
+  ns: Netns,
+  args: string[],
+  nodeArgs: string[] = [],
+  opts: { built?: boolean } = {},
+): AgentProc {
+  const entry = opts.built
+    ? [join(repoRoot, 'dist/agent/main.js')]
+    : ['--import', 'tsx', join(repoRoot, 'agent/main.ts')];
+  const proc = spawn('ip', ['netns', 'exec', ns.name, process.execPath, ...nodeArgs, ...entry, ...args], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const logs: string[] = [];
   const lines = (stream: NodeJS.ReadableStream): void => {
     let partial = '';
