@@ -10,7 +10,7 @@ export {
   type Frame,
   MessageFramer,
 } from './message.js';
-export { ipv4KeyLength, ipv4KeyText, ipv4PrefixKey } from './nlri.js';
+export { ipv4KeyLength, ipv4KeyText, ipv4PrefixKey, ipv4PrefixKeyOfText } from './nlri.js';
 export { shutdownCommunication, shutdownNotification } from './notification.js';
 export {
   capabilityCode,

@@ -199,7 +199,23 @@ export function writeNlri(out: Uint8Array, at: number, nlri: Nlri, addPath: bool
 
 /** Fast path for canonical "a.b.c.d/n" text; returns -1 to fall back to the careful parser. */
 function writeV4Fast(out: Uint8Array, at: number, text: string): number {
-  // Character scan, no allocation: this runs once per prefix of every UPDATE we send.
+  // No allocation: this runs once per prefix of every UPDATE we send.
+  const key = ipv4PrefixKeyOfText(text);
+  if (key < 0) return -1;
+  const bits = ipv4KeyLength(key);
+  const v = (key - bits) / 64;
+  let j = at;
+  out[j++] = bits;
+  const n = (bits + 7) >> 3;
+  for (let k = 0; k < n; k++) out[j++] = (v >>> (24 - 8 * k)) & 255;
+  return j;
+}
+
+/**
+ * The prefix key of canonical "a.b.c.d/n" text by a character scan, host bits cleared; -1 when
+ * the text is not of that shape (the caller falls back to the careful parser).
+ */
+export function ipv4PrefixKeyOfText(text: string): number {
   let v = 0;
   let octet = -1;
   let dots = 0;
@@ -217,21 +233,15 @@ function writeV4Fast(out: Uint8Array, at: number, text: string): number {
       if (++dots > 3) return -1;
     } else return -1;
   }
-  if (dots !== 3 || i === text.length) return -1;
-  let bits = 0;
-  const lenStart = i + 1;
-  if (lenStart === text.length || text.length - lenStart > 2) return -1;
-  for (let k = lenStart; k < text.length; k++) {
+  const digits = text.length - i - 1;
+  if (dots !== 3 || digits < 1 || digits > 2) return -1;
+  let len = 0;
+  for (let k = i + 1; k < text.length; k++) {
     const c = text.charCodeAt(k);
     if (c < 48 || c > 57) return -1;
-    bits = bits * 10 + (c - 48);
+    len = len * 10 + (c - 48);
   }
-  if (bits > 32) return -1;
-  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  v = (v & mask) >>> 0;
-  let j = at;
-  out[j++] = bits;
-  const n = (bits + 7) >> 3;
-  for (let k = 0; k < n; k++) out[j++] = (v >>> (24 - 8 * k)) & 255;
-  return j;
+  if (len > 32) return -1;
+  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  return ipv4PrefixKey((v & mask) >>> 0, len);
 }

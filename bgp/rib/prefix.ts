@@ -5,7 +5,7 @@
 // prefix was the largest cost of ingest. PrefixMap holds IPv4 entries in its own hash table over
 // typed arrays (address, length), so an IPv4 lookup allocates nothing and hashes two integers.
 import { formatPrefix, parsePrefix } from '../../lib/ip.js';
-import { ipv4KeyText, ipv4PrefixKey } from '../codec/index.js';
+import { ipv4KeyText, ipv4PrefixKey, ipv4PrefixKeyOfText } from '../codec/index.js';
 
 declare const v6Brand: unique symbol;
 /** Canonical IPv6 prefix text, branded so that arbitrary (e.g. IPv4) text cannot pass for a key. */
@@ -37,7 +37,7 @@ export function prefixText(key: PrefixKey): string {
  * RFC 4271 §4.3); IPv6 is made canonical. Throws PrefixKeyError on anything else.
  */
 export function prefixKey(text: string): PrefixKey {
-  const k = fastV4Key(text);
+  const k = ipv4PrefixKeyOfText(text);
   if (k >= 0) return k;
   try {
     const p = parsePrefix(text, { loose: true });
@@ -45,38 +45,6 @@ export function prefixKey(text: string): PrefixKey {
   } catch {
     throw new PrefixKeyError(text);
   }
-}
-
-/** "a.b.c.d/n" by a character scan (the common case); -1 = not that shape, use the full parser. */
-function fastV4Key(text: string): number {
-  let v = 0;
-  let octet = -1;
-  let dots = 0;
-  let i = 0;
-  for (; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c >= 48 && c <= 57) {
-      octet = (octet < 0 ? 0 : octet * 10) + (c - 48);
-      if (octet > 255) return -1;
-    } else if (c === 46 || c === 47) {
-      if (octet < 0) return -1;
-      v = v * 256 + octet;
-      octet = -1;
-      if (c === 47) break;
-      if (++dots > 3) return -1;
-    } else return -1;
-  }
-  const digits = text.length - i - 1;
-  if (dots !== 3 || digits < 1 || digits > 2) return -1;
-  let len = 0;
-  for (let k = i + 1; k < text.length; k++) {
-    const c = text.charCodeAt(k);
-    if (c < 48 || c > 57) return -1;
-    len = len * 10 + (c - 48);
-  }
-  if (len > 32) return -1;
-  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-  return v4Key((v & mask) >>> 0, len);
 }
 
 const EMPTY = 0;
@@ -297,6 +265,6 @@ export class PrefixMap<V extends object | string | number | boolean> {
  */
 export function keyOfDecoded(family: 4 | 6, text: string): PrefixKey {
   if (family === 6) return text as V6Key;
-  const k = fastV4Key(text);
+  const k = ipv4PrefixKeyOfText(text);
   return k >= 0 ? k : prefixKey(text);
 }
