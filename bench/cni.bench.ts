@@ -36,13 +36,19 @@ interface PluginUnderTest {
   conf: Record<string, unknown>;
 }
 
-/** n ADD+DEL rounds; in each round every plugin does one ADD and one DEL (interleaved). */
-async function timeAddDel(
-  node: Netns,
-  plugins: PluginUnderTest[],
-  n: number,
-): Promise<{ add: number[]; del: number[] }[]> {
-  const out = plugins.map(() => ({ add: [] as number[], del: [] as number[] }));
+interface Timings {
+  add: number[];
+  del: number[];
+  /** VERSION through the same spawn path: the executable's start and exit, no work. */
+  floor: number[];
+}
+
+/**
+ * n ADD+DEL rounds; in each round every plugin does one ADD, one DEL and one VERSION (its exec
+ * floor), interleaved, so that the floors are taken under the same load as the calls.
+ */
+async function timeAddDel(node: Netns, plugins: PluginUnderTest[], n: number): Promise<Timings[]> {
+  const out = plugins.map((): Timings => ({ add: [], del: [], floor: [] }));
   for (let i = 0; i < n; i++) {
     for (const [k, p] of plugins.entries()) {
       const w = Netns.create('bw');
@@ -63,6 +69,10 @@ async function timeAddDel(
         const d = await cni({ ...call, command: 'DEL' });
         out[k]!.del.push(performance.now() - t);
         if (d.code !== 0) throw new Error(`${p.label} DEL failed: ${d.stdout}`);
+        t = performance.now();
+        const v = await cni({ bin: p.bin, command: 'VERSION', conf: '', nodeNs: node.name });
+        out[k]!.floor.push(performance.now() - t);
+        if (v.code !== 0) throw new Error(`${p.label} VERSION failed: ${v.stdout}`);
       } finally {
         w.destroy();
       }
@@ -158,7 +168,10 @@ async function addPhases(
         conf,
         nodeNs: node.name,
       };
+      // Epoch times, to compare with the ones the thin client prints (same clock).
+      const spawnedAt = performance.timeOrigin + performance.now();
       const a = await cni({ ...call, command: 'ADD', env: { GINGHAM_CNI_TRACE: '1' } });
+      const closedAt = performance.timeOrigin + performance.now();
       const seen = (key: string, ms: string) => {
         const list = phases[key] ?? [];
         list.push(Number(ms));
@@ -166,8 +179,18 @@ async function addPhases(
       };
       // Direct: "modules loaded: +X ms (at T ms …)", "add: ipam: +X ms (at …)". Agent mode: "thin
       // client loaded at T ms", "[gingham-cni agent] add: ipam: +X ms", "total in agent: X ms",
-      // "agent answered: +X ms" (from the client's start to the answer).
+      // "agent answered: +X ms" (from the client's start to the answer); "process started at E"
+      // and "answer printed at E" (epoch ms): the exec before Node runs (nsenter, the shebang's
+      // env, loading node) and the exit after the answer, until this process sees it closed.
       const patterns: [RegExp, (m: RegExpExecArray) => [string, string]][] = [
+        [
+          /process started at ([\d.]+) \(epoch/,
+          (m) => ['exec before Node starts (nsenter, env)', String(Number(m[1]) - spawnedAt)],
+        ],
+        [
+          /answer printed at ([\d.]+) \(epoch/,
+          (m) => ['exit after the answer', String(closedAt - Number(m[1]))],
+        ],
         [/modules loaded: \+[\d.]+ ms \(at ([\d.]+) ms/, (m) => ['process start + module load', m[1]!]],
         [/thin client loaded at ([\d.]+) ms/, (m) => ['process start + module load', m[1]!]],
         [/\] add: ([\w ]+): \+([\d.]+) ms/, (m) => [m[1]!, m[2]!]],
@@ -183,6 +206,7 @@ async function addPhases(
           }
         }
       }
+      seen('wall (the traced ADD)', String(closedAt - spawnedAt));
       await cni({ ...call, command: 'DEL' });
     } finally {
       w.destroy();
@@ -248,9 +272,9 @@ export async function run(): Promise<BenchRow[]> {
     // Warm-up (first block claim, page cache, the agent's first calls).
     await timeAddDel(node, [gingham, viaAgent, debian], 2);
     const [g, a, d] = (await timeAddDel(node, [gingham, viaAgent, debian], ITER)) as [
-      { add: number[]; del: number[] },
-      { add: number[]; del: number[] },
-      { add: number[]; del: number[] },
+      Timings,
+      Timings,
+      Timings,
     ];
     const goalAdd = 'p50 ≤ 100 ms and ≤ 2× Debian';
     const vsDebian = { baselineLabel: 'bridge+host-local' };
@@ -277,6 +301,17 @@ export async function run(): Promise<BenchRow[]> {
           ...vsDebian,
         },
         {
+          // What the plugin adds to its executable's own start and exit (VERSION through the same
+          // nsenter path, same round), against Debian's ADD above bridge's VERSION: the part that
+          // is the plugin's work rather than its language's start.
+          bench: B,
+          metric: `${prefix}ADD p50 − exec floor`,
+          value: pct(m.add, 50) - pct(m.floor, 50),
+          unit: 'ms',
+          baseline: pct(d.add, 50) - pct(d.floor, 50),
+          ...vsDebian,
+        },
+        {
           bench: B,
           metric: `${prefix}DEL p50`,
           value: pct(m.del, 50),
@@ -294,6 +329,14 @@ export async function run(): Promise<BenchRow[]> {
         },
       );
     }
+    rows.push({
+      bench: B,
+      metric: 'exec floor: VERSION p50 via nsenter',
+      value: pct(g.floor, 50),
+      unit: 'ms',
+      baseline: pct(d.floor, 50),
+      ...vsDebian,
+    });
     const gp = await sustainedPairs(node, gingham, SUSTAIN_MS);
     const ap = await sustainedPairs(node, viaAgent, SUSTAIN_MS);
     const dp = await sustainedPairs(node, debian, SUSTAIN_MS);

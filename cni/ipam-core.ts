@@ -96,11 +96,13 @@ export async function ipamAdd(conf: NetConf, env: CniEnv, ctx: IpamContext): Pro
   const ipam = ipamSection(conf);
   const alloc = allocatorFor(ctx);
   const handleId = handleIdFor(conf.name, env.containerId, env.ifname);
-  // Pools, IPAM config, this node's affine blocks and this attachment's handle in one round trip.
+  // Pools, IPAM config, this node's affine blocks (and hinted block) and this attachment's handle
+  // in one read-only transaction; addressesOf then uses the handle read there.
   const families = ([4, 6] as const).filter(
     (f) => flag(f === 4 ? ipam.assign_ipv4 : ipam.assign_ipv6) !== false,
   );
-  const [, held] = await Promise.all([alloc.prefetch(families, handleId), alloc.addressesOf(handleId)]);
+  await alloc.prefetch(families, handleId);
+  const held = await alloc.addressesOf(handleId);
   const want = async (f: 4 | 6, v: boolean | 'auto', restrict?: string[]) => {
     if (v !== 'auto') return v ? 1 : 0;
     return (await alloc.usablePools(f, 'Workload', restrict)).length > 0 ? 1 : 0;

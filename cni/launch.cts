@@ -62,6 +62,23 @@ export async function load(
   m.run(stdin);
 }
 
+/**
+ * VERSION's answer, the same object cni/skel.ts `invoke` gives (test/unit/cni/launch.test.ts
+ * keeps the two equal). Here so that VERSION is answered before any bundle is loaded: it needs
+ * none of the plugin's code, and a runtime asks it of every plugin in a chain.
+ */
+export const VERSION_ANSWER = {
+  cniVersion: '1.1.0',
+  supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
+} as const;
+
+/** Answers VERSION from this file (true), or leaves the call to the loaded code (false). */
+function answeredVersion(): boolean {
+  if (process.env.CNI_COMMAND !== 'VERSION') return false;
+  process.stdout.write(`${JSON.stringify(VERSION_ANSWER)}\n`, () => process.exit(0));
+  return true;
+}
+
 /** Even a failure to load ends as a CNI error object on stdout, never a bare stack trace. */
 function fatal(e: unknown): void {
   const msg = e instanceof Error ? e.message : String(e);
@@ -72,6 +89,7 @@ function fatal(e: unknown): void {
 
 /** gingham-cni: the thin client when the configuration names an agent socket, else the plugin. */
 export function launchCni(dir: string): void {
+  if (answeredVersion()) return;
   const stdin = readStdin();
   const run = wantsAgent(stdin)
     ? load(dir, 'gingham-cni-thin.bundle.cjs', 'thin.js', stdin)
@@ -81,5 +99,6 @@ export function launchCni(dir: string): void {
 
 /** gingham-ipam. */
 export function launchIpam(dir: string): void {
+  if (answeredVersion()) return;
   load(dir, 'gingham-ipam.bundle.cjs', 'ipam-plugin-main.js', readStdin()).catch(fatal);
 }

@@ -109,10 +109,15 @@ export function run(stdin: string): void {
   } catch {}
   void forward(socket, stdin, process.env).then((o) => {
     if (tracing) {
+      // The epoch times let the caller split its wall time: exec before Node started (nsenter,
+      // the shebang's env), and process exit after the answer.
+      const now = performance.now();
       const lines = [
+        `[gingham-cni] process started at ${performance.timeOrigin.toFixed(1)} (epoch ms)`,
         `[gingham-cni] thin client loaded at ${t0.toFixed(1)} ms since process start`,
         ...(o.trace ?? []).map((l) => `[gingham-cni agent] ${l}`),
-        `[gingham-cni] agent answered: +${(performance.now() - t0).toFixed(1)} ms`,
+        `[gingham-cni] agent answered: +${(now - t0).toFixed(1)} ms`,
+        `[gingham-cni] answer printed at ${(performance.timeOrigin + now).toFixed(1)} (epoch ms)`,
       ];
       process.stderr.write(`${lines.join('\n')}\n`);
     }

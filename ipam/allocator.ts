@@ -41,9 +41,13 @@ import {
   serializeHandle,
 } from './model.js';
 import {
+  IPAM_CONFIG_KEY,
   type IpamConfig,
+  ipamConfigFrom,
   matchNodeSelector,
+  POOLS_PREFIX,
   type PoolInfo,
+  poolsFrom,
   readIpamConfig,
   readNodeLabels,
   readPools,
@@ -110,6 +114,14 @@ interface Versioned<T> {
   modRevision: bigint;
 }
 
+function versionedBlock(k: KeyValue): Versioned<Block> {
+  return { value: parseBlock(k.value, k.key), modRevision: k.modRevision };
+}
+
+function versionedHandle(k: KeyValue): Versioned<Handle> {
+  return { value: parseHandle(k.value, k.key), modRevision: k.modRevision };
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -155,6 +167,8 @@ export class Allocator {
     Family,
     { cidr: string; handleId: string; read: Promise<[Versioned<Block> | null, Versioned<Handle> | null]> }
   >();
+  /** The handle read by prefetch(), for addressesOf (once). */
+  private prefetchedHandle: { handleId: string; value: Versioned<Handle> | null } | undefined;
 
   constructor(
     private readonly kv: KvClient,
@@ -169,12 +183,12 @@ export class Allocator {
 
   private async readBlock(cidr: string): Promise<Versioned<Block> | null> {
     const k = await this.kv.get(blockKey(cidr));
-    return k ? { value: parseBlock(k.value, k.key), modRevision: k.modRevision } : null;
+    return k ? versionedBlock(k) : null;
   }
 
   private async readHandle(handleId: string): Promise<Versioned<Handle> | null> {
     const k = await this.kv.get(handleKey(handleId));
-    return k ? { value: parseHandle(k.value, k.key), modRevision: k.modRevision } : null;
+    return k ? versionedHandle(k) : null;
   }
 
   private async allBlocks(family: Family): Promise<Versioned<Block>[]> {
@@ -184,7 +198,11 @@ export class Allocator {
 
   /** Confirmed affine block CIDRs of this node in one family. */
   private async affineBlocks(family: Family): Promise<string[]> {
-    const { kvs } = await this.kv.range(`${hostPrefix(this.node)}ipv${family}/block/`);
+    return this.activeAffinities((await this.kv.range(`${hostPrefix(this.node)}ipv${family}/block/`)).kvs);
+  }
+
+  /** The block CIDRs of this node's confirmed affinities among `kvs` (affinity keys). */
+  private activeAffinities(kvs: KeyValue[]): string[] {
     const out: string[] = [];
     for (const k of kvs) {
       const parsed = parseAffinityKey(k.key);
@@ -194,32 +212,54 @@ export class Allocator {
   }
 
   /**
-   * Reads pools and the IPAM configuration (cached for this Allocator's life) and, for the given
-   * families, this node's affine blocks (used once, by the next assignment of that family), all
-   * concurrently: a CNI ADD then needs one round trip fewer. A stale affinity list is harmless:
-   * every block is re-read and checked before use, and commits are compare-and-swap.
+   * Reads pools and the IPAM configuration (cached for this Allocator's life), for the given
+   * families this node's affine blocks (used once, by the next assignment of that family), with a
+   * last-block hint that block, and the handle `handleId` (used once, by addressesOf and the next
+   * assignment): all in one read-only transaction, i.e. one request and one revision, where
+   * separate reads cost a request each (each is ~1–2 ms of the caller's CPU and etcd's over HTTP).
+   * A CNI ADD is then this and its commit. Stale reads are harmless: every block is re-read and
+   * checked before use on any retry, and commits are compare-and-swap.
    */
   async prefetch(affinityFamilies: Family[] = [], handleId?: string): Promise<void> {
-    this.pools ??= readPools(this.kv);
-    this.config ??= readIpamConfig(this.kv);
+    const ops: TxnOp[] = [];
+    const parse: ((r: { gets: (KeyValue | null)[]; ranges: KeyValue[][] }) => void)[] = [];
+    let gi = 0;
+    let ri = 0;
+    const get = (key: string, use: (k: KeyValue | null) => void) => {
+      const i = gi++;
+      ops.push({ get: key });
+      parse.push((r) => use(r.gets[i] ?? null));
+    };
+    const range = (prefix: string, use: (kvs: KeyValue[]) => void) => {
+      const i = ri++;
+      ops.push({ range: prefix });
+      parse.push((r) => use(r.ranges[i] ?? []));
+    };
+    if (!this.pools) range(POOLS_PREFIX, (kvs) => (this.pools = Promise.resolve(poolsFrom(kvs))));
+    if (!this.config) get(IPAM_CONFIG_KEY, (k) => (this.config = Promise.resolve(ipamConfigFrom(k))));
+    // Set when the transaction's answer is parsed (the handle's get comes before the block's).
+    const held: { value: Versioned<Handle> | null } = { value: null };
+    if (handleId !== undefined) get(handleKey(handleId), (k) => (held.value = k ? versionedHandle(k) : null));
     for (const f of affinityFamilies) {
-      if (!this.prefetchedAffine.has(f)) this.prefetchedAffine.set(f, this.affineBlocks(f));
-      // With a last-block hint (a long-lived caller), the block the assignment will try first
-      // and the handle it commits with are read now too: the assignment is then one round trip,
-      // its transaction. Stale reads only cost a retry: the commit compares revisions.
+      if (!this.prefetchedAffine.has(f))
+        range(`${hostPrefix(this.node)}ipv${f}/block/`, (kvs) =>
+          this.prefetchedAffine.set(f, Promise.resolve(this.activeAffinities(kvs))),
+        );
       const hint = this.lastBlock.get(f);
       if (hint && handleId !== undefined && !this.prefetchedHint.has(f)) {
-        const read = Promise.all([this.readBlock(hint), this.readHandle(handleId)]);
-        read.catch(() => undefined); // awaited by the assignment, or dropped with this Allocator
-        this.prefetchedHint.set(f, { cidr: hint, handleId, read });
+        get(blockKey(hint), (k) => {
+          const read = Promise.resolve<[Versioned<Block> | null, Versioned<Handle> | null]>([
+            k ? versionedBlock(k) : null,
+            held.value,
+          ]);
+          this.prefetchedHint.set(f, { cidr: hint, handleId, read });
+        });
       }
     }
-    await Promise.all([
-      this.pools,
-      this.config,
-      ...this.prefetchedAffine.values(),
-      ...[...this.prefetchedHint.values()].map((p) => p.read),
-    ]);
+    if (ops.length === 0) return;
+    const r = await this.kv.txn([], ops);
+    for (const p of parse) p(r);
+    if (handleId !== undefined) this.prefetchedHandle = { handleId, value: held.value };
   }
 
   /** Enabled pools of the family that this node may use for `use`, in name order. */
@@ -246,7 +286,11 @@ export class Allocator {
 
   /** Addresses currently held by a handle (for CHECK and idempotent ADD). */
   async addressesOf(handleId: string): Promise<string[]> {
-    const h = await this.readHandle(handleId);
+    // The handle read by prefetch() (once, and only while this Allocator has written nothing
+    // since): an ADD of a new attachment then reads nothing here.
+    const pre = this.prefetchedHandle?.handleId === handleId ? this.prefetchedHandle : undefined;
+    this.prefetchedHandle = undefined;
+    const h = pre ? pre.value : await this.readHandle(handleId);
     if (!h) return [];
     const out: string[] = [];
     for (const cidr of Object.keys(h.value.block)) {
@@ -264,6 +308,7 @@ export class Allocator {
   // ---- assign -----------------------------------------------------------
 
   assign(req: AssignRequest): Promise<AssignResult> {
+    this.prefetchedHandle = undefined; // a write of this Allocator makes it stale
     return serialized(this.node, () => this.assignNow(req));
   }
 
@@ -506,6 +551,7 @@ export class Allocator {
 
   /** Releases every address a handle holds. Idempotent: an unknown handle releases nothing. */
   releaseHandle(handleId: string): Promise<string[]> {
+    this.prefetchedHandle = undefined;
     return serialized(this.node, () => this.releaseHandleNow(handleId));
   }
 
@@ -548,6 +594,7 @@ export class Allocator {
 
   /** Releases the given addresses whoever holds them (`gingham ipam release --ip`). */
   async releaseAddresses(ips: string[]): Promise<string[]> {
+    this.prefetchedHandle = undefined;
     const released: string[] = [];
     for (const ip of ips) {
       const { family, addr } = parseIp(ip);

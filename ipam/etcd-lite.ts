@@ -38,13 +38,20 @@ export interface ModRevisionCompare {
   modRevision: bigint;
 }
 
-export type TxnOp = { put: string; value: string | Buffer } | { delete: string } | { get: string };
+/** `range`: every key with this prefix (reads in a transaction share one revision and one request). */
+export type TxnOp =
+  | { put: string; value: string | Buffer }
+  | { delete: string }
+  | { get: string }
+  | { range: string };
 
 export interface TxnResult {
   succeeded: boolean;
   revision: bigint;
   /** For `get` ops of the branch that ran, in order. */
   gets: (KeyValue | null)[];
+  /** For `range` ops of the branch that ran, in order. */
+  ranges: KeyValue[][];
 }
 
 /** The subset of an etcd client the allocator needs. */
@@ -89,6 +96,8 @@ function toKv(r: RawKv): KeyValue {
 function opJson(op: TxnOp): unknown {
   if ('put' in op) return { request_put: { key: b64(op.put), value: b64(op.value) } };
   if ('delete' in op) return { request_delete_range: { key: b64(op.delete) } };
+  if ('range' in op)
+    return { request_range: { key: b64(op.range), range_end: prefixEnd(op.range).toString('base64') } };
   return { request_range: { key: b64(op.get) } };
 }
 
@@ -196,13 +205,14 @@ export class EtcdLite implements KvClient {
     const ops = succeeded ? success : failure;
     const responses = (r.responses as Record<string, { kvs?: RawKv[] }>[] | undefined) ?? [];
     const gets: (KeyValue | null)[] = [];
+    const ranges: KeyValue[][] = [];
     ops.forEach((op, i) => {
-      if (!('get' in op)) return;
       const kvs = responses[i]?.response_range?.kvs ?? [];
-      gets.push(kvs.length > 0 ? toKv(kvs[0]!) : null);
+      if ('get' in op) gets.push(kvs.length > 0 ? toKv(kvs[0]!) : null);
+      else if ('range' in op) ranges.push(kvs.map(toKv));
     });
     const header = r.header as { revision?: string } | undefined;
-    return { succeeded, revision: BigInt(header?.revision ?? '0'), gets };
+    return { succeeded, revision: BigInt(header?.revision ?? '0'), gets, ranges };
   }
 
   close(): void {

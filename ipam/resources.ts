@@ -3,7 +3,7 @@
 // store has already validated what it wrote.
 import { type Family, type Prefix, parsePrefix } from '../lib/ip.js';
 import { kindPrefix, resourceKeyPath } from '../store/kinds.js';
-import type { KvClient } from './etcd-lite.js';
+import type { KeyValue, KvClient } from './etcd-lite.js';
 
 export interface PoolInfo {
   name: string;
@@ -64,8 +64,17 @@ export function parsePool(json: unknown): PoolInfo | null {
   };
 }
 
+/** Where the pools are (a prefix: read with readPools, or in a transaction and parsed by poolsFrom). */
+export const POOLS_PREFIX = kindPrefix('IPPool');
+/** Where the IPAM configuration is (readIpamConfig, or ipamConfigFrom). */
+export const IPAM_CONFIG_KEY = resourceKeyPath('IPAMConfiguration', 'default');
+
 export async function readPools(kv: KvClient): Promise<PoolInfo[]> {
-  const { kvs } = await kv.range(kindPrefix('IPPool'));
+  return poolsFrom((await kv.range(POOLS_PREFIX)).kvs);
+}
+
+/** The pools from their keys' values, in name order. */
+export function poolsFrom(kvs: KeyValue[]): PoolInfo[] {
   const out: PoolInfo[] = [];
   for (const k of kvs) {
     try {
@@ -79,7 +88,11 @@ export async function readPools(kv: KvClient): Promise<PoolInfo[]> {
 }
 
 export async function readIpamConfig(kv: KvClient): Promise<IpamConfig> {
-  const k = await kv.get(resourceKeyPath('IPAMConfiguration', 'default'));
+  return ipamConfigFrom(await kv.get(IPAM_CONFIG_KEY));
+}
+
+/** The IPAM configuration from its key (null: absent, the defaults). */
+export function ipamConfigFrom(k: KeyValue | null): IpamConfig {
   if (!k) return { ...DEFAULT_IPAM_CONFIG };
   const spec = obj(obj(JSON.parse(k.value.toString())).spec);
   return {

@@ -194,6 +194,9 @@ export function cniSpawn(c: CniCall): { proc: ChildProcess; done: Promise<CniOut
   proc.stderr!.on('data', (d: Buffer) => {
     stderr += d;
   });
+  // A plugin may answer without reading stdin (VERSION) and be gone before the write: EPIPE is
+  // not the caller's failure, the exit status and output tell.
+  proc.stdin!.on('error', () => undefined);
   proc.stdin!.end(typeof c.conf === 'string' ? c.conf : JSON.stringify(c.conf));
   const done = new Promise<CniOutcome>((res) => {
     proc.on('close', (code, signal) => {

@@ -12,7 +12,9 @@ import {
   CLI,
   cni,
   ensureBuilt,
+  IPAM_PLUGIN,
   nodeResource,
+  PLUGIN,
   poolResource,
   startUnixEtcd,
   type UnixEtcd,
@@ -105,6 +107,13 @@ describe('gingham-cni in a node namespace', { skip, timeout: 120_000 }, () => {
     const r = await cni({ command: 'VERSION', conf: '' });
     assert.equal(r.code, 0);
     assert.deepEqual(r.json.supportedVersions, ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0']);
+    // Answered by the launcher: no bundle (nor module) is loaded for it, in either executable.
+    for (const bin of [PLUGIN, IPAM_PLUGIN]) {
+      const t = await cni({ bin, command: 'VERSION', conf: '', env: { GINGHAM_CNI_TRACE: '1' } });
+      assert.equal(t.code, 0, t.stderr);
+      assert.equal(t.json.cniVersion, '1.1.0');
+      assert.doesNotMatch(t.stderr, /loading/);
+    }
   });
 
   it('ADD wires two workloads that reach each other via 169.254.1.1; CHECK, DEL clean up', async () => {
