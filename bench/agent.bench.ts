@@ -265,12 +265,28 @@ function memoryDebug(w: World, port: number, when: string): void {
   const spaces = [...m.matchAll(/^gingham_agent_nodejs_heap_space_size_used_bytes\{space="(\w+)"\} (\S+)/gm)]
     .map((x) => `${x[1]}=${round(Number(x[2]) / 2 ** 20, 1)}`)
     .join(' ');
+  const newSpace = /^gingham_agent_nodejs_heap_space_size_total_bytes\{space="new"\} (\S+)/m.exec(m)?.[1];
   console.error(
+    `memory at ${when}: new space committed ${round(Number(newSpace) / 2 ** 20, 1)} MB;`,
     `memory at ${when}: rss ${mb(/^gingham_agent_process_resident_memory_bytes (\S+)/m)} MB,`,
     `heap total ${mb(/^gingham_agent_nodejs_heap_size_total_bytes (\S+)/m)},`,
     `used ${mb(/^gingham_agent_nodejs_heap_size_used_bytes (\S+)/m)},`,
     `external ${mb(/^gingham_agent_nodejs_external_memory_bytes (\S+)/m)}; spaces MB: ${spaces}`,
   );
+  // The whole process (every thread's heap, the runtime, native buffers) as the kernel counts it.
+  const pid = w.agent?.proc.pid;
+  if (pid !== undefined) {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k: string): string =>
+      `${round(Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(status)?.[1]) / 1024, 1)}`;
+    console.error(
+      `process at ${when}: VmRSS ${kb('VmRSS')} MB (anon ${kb('RssAnon')}, file ${kb('RssFile')}), VmHWM ${kb('VmHWM')}, threads ${/^Threads:\s+(\d+)/m.exec(status)?.[1]}`,
+    );
+  }
+  // The policy worker's own heap (its debug log line, the latest one).
+  const workerHeap = w.agent?.logs.findLast((l) => l.includes('policy worker heap'));
+  if (workerHeap)
+    console.error(`policy worker heap MB at ${when}: ${JSON.stringify(JSON.parse(workerHeap).heap)}`);
   // With AGENT_BENCH_NODE_ARGS=--heapsnapshot-signal=SIGUSR2: a heap snapshot (in the repo root).
   if (process.env.AGENT_BENCH_NODE_ARGS?.includes('--heapsnapshot-signal=SIGUSR2'))
     w.agent?.proc.kill('SIGUSR2');

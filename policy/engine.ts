@@ -142,13 +142,17 @@ export class PolicyEngine {
     this.compiler = new RulesetCompiler(this.index, this.table);
   }
 
-  /** Applies resource changes (any kinds; those policy does not read are ignored). */
-  update(changes: readonly PolicyChange[]): void {
+  /**
+   * Applies resource changes (any kinds; those policy does not read are ignored). `batchEndpoints`:
+   * when a caller splits one batch into several calls (the agent's worker gets a snapshot in small
+   * messages), the endpoint count of the whole batch, so the bulk decision is the batch's.
+   */
+  update(changes: readonly PolicyChange[], batchEndpoints?: number): void {
     let wepChanges = 0;
     for (const c of changes) if (c.kind === 'WorkloadEndpoint') wepChanges++;
     // A bulk load: recomputing the selectors' members once is cheaper than moving 100k endpoints
     // through every selector one by one.
-    const track = wepChanges <= this.bulk;
+    const track = Math.max(wepChanges, batchEndpoints ?? 0) <= this.bulk;
     if (!track) this.index.dropEntries();
     for (const c of changes) {
       if (c.kind === 'WorkloadEndpoint' || !POLICY_RESOURCE_KINDS.has(c.kind)) continue;

@@ -10,6 +10,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Kind, Resource, ResourceEvent } from '../../store/index.js';
 import type { PoolInput } from '../calc/model.js';
+import { startWorkerWithYoungGen } from '../v8-flags.js';
 
 /** Kinds the policy compiler consumes (besides IPPool, which the agent already parses). */
 export const POLICY_KINDS: Kind[] = [
@@ -26,8 +27,21 @@ export const POLICY_KINDS: Kind[] = [
 
 type Obj = Record<string, unknown>;
 
-/** Events per message to the policy worker. */
-const EVENT_CHUNK = 2000;
+/**
+ * Events per message to the policy worker. Small: a message is deserialised whole, and with 2,000
+ * per message (~1 MB of objects) a chunk outlived the worker's young-generation collections and was
+ * promoted, leaving the old generation fragmented around the engine's endpoints (+20–40 MB
+ * committed). The bulk decision stays the whole batch's (`batchEndpoints`).
+ */
+const EVENT_CHUNK = 250;
+
+/**
+ * The policy worker's semi-space size (MB), fixed from its start (agent/v8-flags.ts). Its garbage
+ * is short-lived (deserialised event chunks, per-apply rulesets): V8's default lets the young
+ * generation grow to 3 × 16 MB per isolate; at 1 MB (the main thread's) the per-apply garbage is
+ * promoted and the old generation doubled. Measured in docs/agent.md (Memory).
+ */
+export const POLICY_WORKER_SEMI_SPACE_MB = 4;
 
 /**
  * A WorkloadEndpoint reduced to what policy needs (labels, addresses, ports, profiles): with 100k
@@ -81,8 +95,11 @@ export class PolicyDataplane {
     this.engine = new policy.PolicyEngine({ node });
   }
 
-  /** Feed store events (policy kinds and WorkloadEndpoints of every node). */
-  onEvents(events: readonly ResourceEvent[]): boolean {
+  /**
+   * Feed store events (policy kinds and WorkloadEndpoints of every node). `batchEndpoints`: the
+   * endpoint count of the whole batch when these events are one part of it (see PolicyEngine.update).
+   */
+  onEvents(events: readonly ResourceEvent[], batchEndpoints?: number): boolean {
     const changes: import('../../policy/index.js').PolicyChange[] = [];
     for (const ev of events) {
       if (ev.kind !== 'WorkloadEndpoint' && !POLICY_KINDS.includes(ev.kind)) continue;
@@ -94,7 +111,7 @@ export class PolicyDataplane {
         resource: ev.type === 'deleted' ? null : ev.resource,
       });
     }
-    if (changes.length > 0) this.engine.update(changes);
+    if (changes.length > 0) this.engine.update(changes, batchEndpoints);
     return changes.length > 0;
   }
 
@@ -157,13 +174,13 @@ export class PolicyWorker {
     // not inherited by workers: a tiny bootstrap registers tsx in the worker, then loads the .ts.
     this.node = node;
     const workerData = { node, logLevel };
-    if (import.meta.url.endsWith('.ts')) {
+    const url = import.meta.url.endsWith('.ts') ? null : new URL('./nft-worker.js', import.meta.url);
+    this.worker = startWorkerWithYoungGen(POLICY_WORKER_SEMI_SPACE_MB, (resourceLimits) => {
+      if (url) return new Worker(url, { workerData, resourceLimits });
       const target = new URL('./nft-worker.ts', import.meta.url).href;
       const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(target)}); })`;
-      this.worker = new Worker(boot, { eval: true, workerData });
-    } else {
-      this.worker = new Worker(new URL('./nft-worker.js', import.meta.url), { workerData });
-    }
+      return new Worker(boot, { eval: true, workerData, resourceLimits });
+    });
     this.worker.on('message', (m: import('./nft-worker.js').FromWorker) => {
       if (m.type === 'error') hooks.onError(new Error(m.message));
       else hooks.onApplied(m.report);
@@ -174,8 +191,10 @@ export class PolicyWorker {
 
   onEvents(events: readonly ResourceEvent[]): boolean {
     const relevant: ResourceEvent[] = [];
+    let endpoints = 0;
     for (const ev of events) {
       if (ev.kind !== 'WorkloadEndpoint' && !POLICY_KINDS.includes(ev.kind)) continue;
+      if (ev.kind === 'WorkloadEndpoint') endpoints++;
       relevant.push(
         ev.type !== 'deleted' && ev.kind === 'WorkloadEndpoint'
           ? { ...ev, resource: slimEndpoint(ev.resource, this.node) }
@@ -184,10 +203,15 @@ export class PolicyWorker {
             : ev,
       );
     }
-    // In chunks: the worker turns each into compact endpoints before the next is deserialised, so a
-    // 100k-endpoint snapshot never sits in the worker's heap as resources all at once.
+    // In small chunks: the worker turns each into compact endpoints before the next is
+    // deserialised, so a 100k-endpoint snapshot never sits in the worker's heap as resources, and a
+    // chunk's events die in the young generation instead of being promoted (see EVENT_CHUNK).
     for (let i = 0; i < relevant.length; i += EVENT_CHUNK)
-      this.worker.postMessage({ type: 'events', events: relevant.slice(i, i + EVENT_CHUNK) });
+      this.worker.postMessage({
+        type: 'events',
+        events: relevant.slice(i, i + EVENT_CHUNK),
+        batchEndpoints: endpoints,
+      });
     return relevant.length > 0;
   }
 

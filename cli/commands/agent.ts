@@ -1,4 +1,6 @@
 // `gingham agent`: the per-node daemon. Lazily loaded by cli/main.ts.
+// First: V8 settings for the agent, before the rest of it loads (see the module).
+import '../../agent/v8-flags.js';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import type { RemoteRouteSource } from '../../agent/calc/model.js';

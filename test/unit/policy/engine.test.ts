@@ -211,6 +211,26 @@ describe('incremental engine', () => {
     });
   }
 
+  it("gives compile()'s ruleset when each batch arrives one change per call (the agent's chunks)", () => {
+    // The agent's worker gets a batch in several messages, each with the whole batch's endpoint
+    // count: a large batch takes the bulk path even though every call is small.
+    for (const bulkThreshold of [1000, 1]) {
+      const eng = new PolicyEngine({ node: NODE, bulkThreshold });
+      let prev: Resource[] = [];
+      for (const [label, resources] of steps()) {
+        const batch = changes(prev, resources);
+        const endpoints = batch.filter((c) => c.kind === 'WorkloadEndpoint').length;
+        for (const c of batch) eng.update([c], endpoints);
+        assertSame(
+          eng.ruleset(),
+          compile({ node: NODE, resources }).ruleset,
+          `after: ${label} (${bulkThreshold})`,
+        );
+        prev = resources;
+      }
+    }
+  });
+
   it('a remote relabel replaces only the sets it moves; what was returned stays unchanged', () => {
     const eng = new PolicyEngine({ node: NODE });
     const [, s0] = steps()[0]!;
