@@ -14,6 +14,7 @@
 import type { Resource } from '../store/api.js';
 import type { WorkloadEndpointSpec } from '../store/schemas/index.js';
 import { RulesetCompiler } from './compiler.js';
+import { POLICY_SOURCE_KINDS } from './kinds.js';
 import { SelectorIndex } from './members.js';
 import {
   type AddressObject,
@@ -384,18 +385,7 @@ export class PolicyEngine {
 }
 
 /** Kinds besides WorkloadEndpoint that the model reads. */
-const POLICY_RESOURCE_KINDS = new Set([
-  'NetworkPolicy',
-  'GlobalNetworkPolicy',
-  'K8sNetworkPolicy',
-  'Profile',
-  'Tier',
-  'NetworkSet',
-  'GlobalNetworkSet',
-  'HostEndpoint',
-  'Namespace',
-  'IPPool',
-]);
+const POLICY_RESOURCE_KINDS = new Set<string>([...POLICY_SOURCE_KINDS, 'IPPool']);
 
 /** An endpoint's labels with `inherited` in place of `was` (the inherited labels it was built with). */
 function relabel(

@@ -24,6 +24,7 @@ export { diffRulesets } from './diff.js';
 export { type PolicyChange, PolicyEngine, type PolicyEngineOptions } from './engine.js';
 export { type Explanation, explain, formatExplanation } from './explain.js';
 export { convertK8sNetworkPolicy, labelSelectorToCalico } from './k8s.js';
+export { POLICY_SOURCE_KINDS } from './kinds.js';
 export { SelectorIndex } from './members.js';
 export { buildModel, type Model, type PolicyInput, type PoolInput, type Problem } from './model.js';
 export { type NftRuleset, toNftJson } from './nft.js';

@@ -8,22 +8,13 @@
 // set elements, it does not recompile the cluster.
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { POLICY_SOURCE_KINDS } from '../../policy/kinds.js';
 import type { Kind, Resource, ResourceEvent } from '../../store/index.js';
 import type { PoolInput } from '../calc/model.js';
 import { startWorkerWithYoungGen } from '../v8-flags.js';
 
 /** Kinds the policy compiler consumes (besides IPPool, which the agent already parses). */
-export const POLICY_KINDS: Kind[] = [
-  'NetworkPolicy',
-  'GlobalNetworkPolicy',
-  'K8sNetworkPolicy',
-  'Profile',
-  'Tier',
-  'NetworkSet',
-  'GlobalNetworkSet',
-  'HostEndpoint',
-  'Namespace',
-];
+export const POLICY_KINDS: readonly Kind[] = POLICY_SOURCE_KINDS;
 
 type Obj = Record<string, unknown>;
 

@@ -3,6 +3,7 @@
 // `explain` reads the cluster from etcd, or from files with -f.
 import { ExplainError, explain, formatExplanation } from '../../policy/explain.js';
 import { buildModel, compileModel, type Problem, toNftJson } from '../../policy/index.js';
+import { POLICY_SOURCE_KINDS } from '../../policy/kinds.js';
 import type { Kind, Resource } from '../../store/index.js';
 import { loadManifest } from '../../store/manifest.js';
 import { parseCommandArgs, reportError, str, UsageError, withStore } from '../common.js';
@@ -38,19 +39,7 @@ const stdio: Io = { out: (s) => void process.stdout.write(s), err: (s) => void p
 let io: Io = stdio;
 
 /** Kinds the policy model reads from the store. */
-const POLICY_KINDS: Kind[] = [
-  'Namespace',
-  'Tier',
-  'NetworkPolicy',
-  'GlobalNetworkPolicy',
-  'K8sNetworkPolicy',
-  'Profile',
-  'NetworkSet',
-  'GlobalNetworkSet',
-  'WorkloadEndpoint',
-  'HostEndpoint',
-  'IPPool',
-];
+const POLICY_KINDS: Kind[] = [...POLICY_SOURCE_KINDS, 'WorkloadEndpoint', 'IPPool'];
 
 async function loadFiles(files: string[]): Promise<Resource[]> {
   const out: Resource[] = [];
