@@ -210,15 +210,20 @@ export async function run(): Promise<BenchRow[]> {
     const fullTimes: number[] = [];
     const nftTimes: number[] = [];
     const compileTimes: number[] = [];
+    const textTimes: number[] = [];
+    const baseTextTimes: number[] = [];
     // Every measured load replaces a full table (as a resync does), not an empty one.
     await applier.applyFull(compile({ node: NODE, resources }).ruleset);
     for (let i = 0; i < 3; i++) {
       const fresh = [...synthCluster(), { ...iperfAllow }]; // new objects: no compile cache
       const [tc, r] = await time(async () => compile({ node: NODE, resources: fresh }));
-      const [ta] = await time(() => applier!.applyFull(r.ruleset));
+      const [ta, report] = await time(() => applier!.applyFull(r.ruleset));
       compileTimes.push(tc);
+      textTimes.push(report.textMs ?? Number.NaN);
       fullTimes.push(tc + ta);
       const cmds = fullReplaceCommands(r.ruleset);
+      // What the baseline's transaction() spends on JSON.stringify before its nft, for comparison.
+      baseTextTimes.push((await time(async () => JSON.stringify({ nftables: cmds })))[0]);
       const [tn] = await time(() => applier!.transaction(cmds));
       nftTimes.push(tn);
     }
@@ -239,6 +244,14 @@ export async function run(): Promise<BenchRow[]> {
       metric: 'full load: compile part (pure TS)',
       value: median(compileTimes),
       unit: 'ms',
+    });
+    rows.push({
+      bench: 'policy',
+      metric: 'full load: JSON text part (fullReplaceJson, in apply)',
+      value: median(textTimes),
+      unit: 'ms',
+      baseline: median(baseTextTimes),
+      baselineLabel: "the baseline's JSON.stringify",
     });
 
     // 4. iperf3 through the policed node (1,000 policies), an identical node with no table, and one

@@ -59,6 +59,8 @@ export interface ApplyReport {
   mode: 'full' | 'incremental' | 'noop' | 'rebuild';
   commands: number;
   durationMs: number;
+  /** Of durationMs, the time spent building the JSON text (full replace only; for profiling). */
+  textMs?: number;
   summary?: DiffSummary;
 }
 
@@ -90,9 +92,10 @@ export class NftApplier {
     this.desired = rs;
     const t0 = performance.now();
     const text = fullReplaceJson(rs);
+    const textMs = performance.now() - t0;
     await this.transactionText(text, 'full replace', commandCount(rs));
     this.last = rs;
-    return { mode: 'full', commands: commandCount(rs), durationMs: performance.now() - t0 };
+    return { mode: 'full', commands: commandCount(rs), durationMs: performance.now() - t0, textMs };
   }
 
   /** Applies only the difference against the last applied ruleset, in one transaction. */
