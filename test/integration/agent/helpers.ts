@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HOST_SIDE_MAC, hostVethName } from '../../../lib/constants.js';
-import { type Netns, uniqueName } from '../../harness/netns.js';
+import { type EtcdStore, openStore } from '../../../store/index.js';
+import { type EtcdInstance, startEtcd } from '../../harness/etcd.js';
+import { Netns, uniqueName, vethBetween } from '../../harness/netns.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 export const repoRoot = join(here, '../../..');
@@ -202,5 +204,54 @@ export function ping(from: Netns, to: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** etcd on the host, a store client, and one node namespace on a fabric that reaches that etcd. */
+export interface NodeWorld {
+  etcd: EtcdInstance;
+  sock: Awaited<ReturnType<typeof etcdSocket>>;
+  store: EtcdStore;
+  /** eth0 192.168.100.1/24. */
+  node: Netns;
+  /** up0 192.168.100.254/24, the node's gateway when `defaultRoute` is asked for. */
+  fabric: Netns;
+  /** The forwarder that makes etcd 127.0.0.1:2379 inside the node namespace. */
+  fwd: ChildProcess;
+  /** Tears down all of the above (the caller stops its agent first). */
+  close(): Promise<void>;
+}
+
+/**
+ * The single-node world most agent tests start from. `names`: prefixes of the node and fabric
+ * namespaces. A failure half-way tears down what was made before it rethrows.
+ */
+export async function startNodeWorld(
+  names: { node: string; fabric: string },
+  opts: { defaultRoute?: boolean } = {},
+): Promise<NodeWorld> {
+  const made: Partial<Omit<NodeWorld, 'close'>> = {};
+  const close = async (): Promise<void> => {
+    made.fwd?.kill();
+    await made.store?.close();
+    await made.sock?.close();
+    await made.etcd?.destroy();
+    for (const n of [made.node, made.fabric]) n?.destroy();
+  };
+  try {
+    made.etcd = await startEtcd();
+    made.sock = await etcdSocket(made.etcd.endpoint);
+    made.store = await openStore({ endpoints: [made.etcd.endpoint] });
+    const node = (made.node = Netns.create(names.node));
+    const fabric = (made.fabric = Netns.create(names.fabric));
+    vethBetween(node, 'eth0', fabric, 'up0');
+    node.ip('addr', 'add', '192.168.100.1/24', 'dev', 'eth0');
+    fabric.ip('addr', 'add', '192.168.100.254/24', 'dev', 'up0');
+    if (opts.defaultRoute) node.ip('route', 'add', 'default', 'via', '192.168.100.254');
+    made.fwd = await etcdInNetns(node, made.sock.path);
+    return { ...(made as Omit<NodeWorld, 'close'>), close };
+  } catch (e) {
+    await close();
+    throw e;
   }
 }

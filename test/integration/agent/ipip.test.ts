@@ -3,22 +3,21 @@
 // readiness — while the rest of the node (other pools, local routes) keeps working and nothing is
 // programmed through a device that does not exist.
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { nodeStatusKey } from '../../../agent/agent.js';
 import { ipipSupported } from '../../../agent/dataplane/links.js';
 import { newBlock } from '../../../ipam/block.js';
 import { affinityFor, blockKey, serializeBlock } from '../../../ipam/model.js';
-import { type EtcdStore, openStore } from '../../../store/index.js';
-import { type EtcdInstance, freePort, startEtcd } from '../../harness/etcd.js';
-import { isRoot, Netns, uniqueName, vethBetween } from '../../harness/netns.js';
+import type { EtcdStore } from '../../../store/index.js';
+import { freePort } from '../../harness/etcd.js';
+import { isRoot, type Netns, uniqueName } from '../../harness/netns.js';
 import {
   type AgentProc,
   agentArgs,
-  etcdInNetns,
-  etcdSocket,
+  type NodeWorld,
   ownRoutes,
   startAgent,
+  startNodeWorld,
   waitFor,
 } from './helpers.js';
 
@@ -30,12 +29,9 @@ const skip = !isRoot()
     : false;
 
 describe('agent: IPIP pool on a kernel without ipip', { skip, timeout: 90_000 }, () => {
-  let etcd: EtcdInstance;
-  let sock: Awaited<ReturnType<typeof etcdSocket>>;
   let store: EtcdStore;
   let node: Netns;
-  let fabric: Netns;
-  let fwd: ChildProcess;
+  let world: NodeWorld | undefined;
   let agent: AgentProc;
   let metricsPort: number;
   const nodeName = uniqueName('ipipn');
@@ -51,16 +47,8 @@ describe('agent: IPIP pool on a kernel without ipip', { skip, timeout: 90_000 },
     );
 
   before(async () => {
-    etcd = await startEtcd();
-    sock = await etcdSocket(etcd.endpoint);
-    store = await openStore({ endpoints: [etcd.endpoint] });
-    node = Netns.create('gin');
-    fabric = Netns.create('gif');
-    vethBetween(node, 'eth0', fabric, 'up0');
-    node.ip('addr', 'add', '192.168.100.1/24', 'dev', 'eth0');
-    node.ip('route', 'add', 'default', 'via', '192.168.100.254');
-    fabric.ip('addr', 'add', '192.168.100.254/24', 'dev', 'up0');
-    fwd = await etcdInNetns(node, sock.path);
+    world = await startNodeWorld({ node: 'gin', fabric: 'gif' }, { defaultRoute: true });
+    ({ store, node } = world);
     for (const [name, cidr, extra] of [
       ['ipip-pool', '10.66.0.0/16', { ipipMode: 'Always' }],
       ['plain', '10.65.0.0/16', {}],
@@ -92,11 +80,7 @@ describe('agent: IPIP pool on a kernel without ipip', { skip, timeout: 90_000 },
 
   after(async () => {
     await agent?.kill();
-    fwd?.kill();
-    await store?.close();
-    await sock?.close();
-    await etcd?.destroy();
-    for (const n of [node, fabric]) n?.destroy();
+    await world?.close();
   });
 
   it('reports ipip-unsupported in its log, metrics and node status', async () => {

@@ -2,23 +2,22 @@
 // programs /32 routes (proto 80), permanent neighbours and sysctls; removal cleans up; status is
 // published; a node without a route for 169.254.1.1 is reported.
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { endpointStatusKey, nodeStatusKey } from '../../../agent/agent.js';
 import { newBlock } from '../../../ipam/block.js';
 import { affinityFor, blockKey, serializeBlock } from '../../../ipam/model.js';
-import { type EtcdStore, openStore } from '../../../store/index.js';
-import { type EtcdInstance, freePort, startEtcd } from '../../harness/etcd.js';
-import { isRoot, Netns, vethBetween } from '../../harness/netns.js';
+import type { EtcdStore } from '../../../store/index.js';
+import { freePort } from '../../harness/etcd.js';
+import { isRoot, Netns } from '../../harness/netns.js';
 import {
   type AgentProc,
   addWorkload,
   agentArgs,
-  etcdInNetns,
-  etcdSocket,
+  type NodeWorld,
   ownRoutes,
   ping,
   startAgent,
+  startNodeWorld,
   type Workload,
   waitFor,
 } from './helpers.js';
@@ -26,12 +25,9 @@ import {
 const skip = !isRoot() ? 'needs root' : false;
 
 describe('agent: local workloads on one node', { skip, timeout: 90_000 }, () => {
-  let etcd: EtcdInstance;
-  let sock: Awaited<ReturnType<typeof etcdSocket>>;
   let store: EtcdStore;
   let node: Netns;
-  let fabric: Netns;
-  let fwd: ChildProcess;
+  let world: NodeWorld | undefined;
   let agent: AgentProc;
   const nodeName = `node-${process.pid}`;
   const ws: Netns[] = [];
@@ -53,15 +49,8 @@ describe('agent: local workloads on one node', { skip, timeout: 90_000 }, () => 
   });
 
   before(async () => {
-    etcd = await startEtcd();
-    sock = await etcdSocket(etcd.endpoint);
-    store = await openStore({ endpoints: [etcd.endpoint] });
-    node = Netns.create('gan');
-    fabric = Netns.create('gaf');
-    vethBetween(node, 'eth0', fabric, 'up0');
-    node.ip('addr', 'add', '192.168.100.1/24', 'dev', 'eth0');
-    fabric.ip('addr', 'add', '192.168.100.254/24', 'dev', 'up0');
-    fwd = await etcdInNetns(node, sock.path);
+    world = await startNodeWorld({ node: 'gan', fabric: 'gaf' });
+    ({ store, node } = world);
     ws.push(Netns.create('gaw'), Netns.create('gaw'));
     w1 = addWorkload(node, ws[0]!, 'default.w1', '10.65.0.1');
     w2 = addWorkload(node, ws[1]!, 'default.w2', '10.65.0.2', { hostUp: true });
@@ -83,11 +72,8 @@ describe('agent: local workloads on one node', { skip, timeout: 90_000 }, () => 
 
   after(async () => {
     await agent?.kill();
-    fwd?.kill();
-    await store?.close();
-    await sock?.close();
-    await etcd?.destroy();
-    for (const n of [node, fabric, ...ws]) n?.destroy();
+    await world?.close();
+    for (const n of ws) n?.destroy();
   });
 
   it('registers the Node with its detected address', async () => {

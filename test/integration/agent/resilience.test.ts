@@ -1,22 +1,22 @@
 // Hitless restart (kill -9, start again: `ip monitor` sees no change to anything the agent owns)
 // and etcd loss (dataplane kept as is, not ready; resync when etcd returns).
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { newBlock } from '../../../ipam/block.js';
 import { affinityFor, blockKey, serializeBlock } from '../../../ipam/model.js';
 import { type EtcdStore, openStore } from '../../../store/index.js';
-import { type EtcdInstance, freePort, startEtcd } from '../../harness/etcd.js';
-import { isRoot, Netns, vethBetween } from '../../harness/netns.js';
+import { type EtcdInstance, freePort } from '../../harness/etcd.js';
+import { isRoot, Netns } from '../../harness/netns.js';
 import {
   type AgentProc,
   addWorkload,
   agentArgs,
-  etcdInNetns,
-  etcdSocket,
+  type NodeWorld,
   ownRoutes,
   ping,
   startAgent,
+  startNodeWorld,
   type Workload,
   waitFor,
 } from './helpers.js';
@@ -25,11 +25,9 @@ const skip = !isRoot() ? 'needs root' : false;
 
 describe('agent: restart without churn, etcd outage', { skip, timeout: 120_000 }, () => {
   let etcd: EtcdInstance;
-  let sock: Awaited<ReturnType<typeof etcdSocket>>;
   let store: EtcdStore;
   let node: Netns;
-  let fabric: Netns;
-  let fwd: ChildProcess;
+  let world: NodeWorld | undefined;
   let agent: AgentProc;
   let port: number;
   const nodeName = `r-${process.pid}`;
@@ -54,16 +52,8 @@ describe('agent: restart without churn, etcd outage', { skip, timeout: 120_000 }
   });
 
   before(async () => {
-    etcd = await startEtcd();
-    sock = await etcdSocket(etcd.endpoint);
-    store = await openStore({ endpoints: [etcd.endpoint] });
-    node = Netns.create('grn');
-    fabric = Netns.create('grf');
-    vethBetween(node, 'eth0', fabric, 'up0');
-    node.ip('addr', 'add', '192.168.100.1/24', 'dev', 'eth0');
-    fabric.ip('addr', 'add', '192.168.100.254/24', 'dev', 'up0');
-    node.ip('route', 'add', 'default', 'via', '192.168.100.254');
-    fwd = await etcdInNetns(node, sock.path);
+    world = await startNodeWorld({ node: 'grn', fabric: 'grf' }, { defaultRoute: true });
+    ({ etcd, store, node } = world);
     for (let i = 0; i < 3; i++) {
       ws.push(Netns.create('grw'));
       pods.push(addWorkload(node, ws[i]!, `default.p${i}`, `10.65.0.${i + 1}`));
@@ -100,11 +90,8 @@ describe('agent: restart without churn, etcd outage', { skip, timeout: 120_000 }
 
   after(async () => {
     await agent?.kill();
-    fwd?.kill();
-    await store?.close();
-    await sock?.close();
-    await etcd?.destroy();
-    for (const n of [node, fabric, ...ws]) n?.destroy();
+    await world?.close();
+    for (const n of ws) n?.destroy();
   });
 
   it('restarts after kill -9 without deleting or re-adding anything that was right', async () => {
