@@ -15,9 +15,14 @@ import { hostVethName } from '../lib/constants.js';
 import { formatIp } from '../lib/ip.js';
 import { type EtcdStore, openStore, type Resource } from '../store/index.js';
 import { resourceKeyPath } from '../store/kinds.js';
-import { type EtcdInstance, freePort, startEtcd } from '../test/harness/etcd.js';
+import { freePort } from '../test/harness/etcd.js';
 import { Netns, run as sh, vethBetween } from '../test/harness/netns.js';
-import { type AgentProc, etcdInNetns, etcdSocket, startAgent } from '../test/integration/agent/helpers.js';
+import {
+  type AgentProc,
+  type NodeWorld,
+  startAgent,
+  startNodeWorld,
+} from '../test/integration/agent/helpers.js';
 import type { BenchRow } from './types.js';
 
 const BENCH = 'agent';
@@ -100,44 +105,26 @@ function remoteNodeIp(i: number): string {
   return `192.168.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
 }
 
-interface World {
-  etcd: EtcdInstance;
-  sock: Awaited<ReturnType<typeof etcdSocket>>;
-  store: EtcdStore;
-  node: Netns;
-  fabric: Netns;
-  fwd: ChildProcess;
-  agent?: AgentProc;
-}
+type World = NodeWorld & { agent?: AgentProc };
 
 async function makeWorld(): Promise<World> {
-  const etcd = await startEtcd();
-  const sock = await etcdSocket(etcd.endpoint);
-  const store = await openStore({ endpoints: [etcd.endpoint] });
-  const node = Netns.create('gbn');
-  const fabric = Netns.create('gbf');
-  vethBetween(node, 'eth0', fabric, 'up0');
-  node.ip('addr', 'add', '192.168.0.1/16', 'dev', 'eth0');
-  fabric.ip('addr', 'add', '192.168.255.254/16', 'dev', 'up0');
-  node.ip('route', 'add', 'default', 'via', '192.168.255.254');
-  const fwd = await etcdInNetns(node, sock.path);
-  await store.apply({
+  // A /16 fabric: the 100 remote nodes' addresses are in it too.
+  const w = await startNodeWorld(
+    { node: 'gbn', fabric: 'gbf' },
+    { defaultRoute: true, addresses: { node: '192.168.0.1/16', fabric: '192.168.255.254/16' } },
+  );
+  await w.store.apply({
     apiVersion: 'projectcalico.org/v3',
     kind: 'IPPool',
     metadata: { name: 'bench' },
     spec: { cidr: '10.0.0.0/8' },
   });
-  return { etcd, sock, store, node, fabric, fwd };
+  return w;
 }
 
 async function destroyWorld(w: World): Promise<void> {
   await w.agent?.kill();
-  w.fwd.kill();
-  await w.store.close();
-  await w.sock.close();
-  await w.etcd.destroy();
-  w.node.destroy();
-  w.fabric.destroy();
+  await w.close();
 }
 
 function rssMb(pid: number): number {

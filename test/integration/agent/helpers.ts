@@ -212,9 +212,9 @@ export interface NodeWorld {
   etcd: EtcdInstance;
   sock: Awaited<ReturnType<typeof etcdSocket>>;
   store: EtcdStore;
-  /** eth0 192.168.100.1/24. */
+  /** eth0, 192.168.100.1/24 unless given. */
   node: Netns;
-  /** up0 192.168.100.254/24, the node's gateway when `defaultRoute` is asked for. */
+  /** up0, 192.168.100.254/24 unless given; the node's gateway when `defaultRoute` is asked for. */
   fabric: Netns;
   /** The forwarder that makes etcd 127.0.0.1:2379 inside the node namespace. */
   fwd: ChildProcess;
@@ -228,8 +228,9 @@ export interface NodeWorld {
  */
 export async function startNodeWorld(
   names: { node: string; fabric: string },
-  opts: { defaultRoute?: boolean } = {},
+  opts: { defaultRoute?: boolean; addresses?: { node: string; fabric: string } } = {},
 ): Promise<NodeWorld> {
+  const addr = opts.addresses ?? { node: '192.168.100.1/24', fabric: '192.168.100.254/24' };
   const made: Partial<Omit<NodeWorld, 'close'>> = {};
   const close = async (): Promise<void> => {
     made.fwd?.kill();
@@ -242,12 +243,14 @@ export async function startNodeWorld(
     made.etcd = await startEtcd();
     made.sock = await etcdSocket(made.etcd.endpoint);
     made.store = await openStore({ endpoints: [made.etcd.endpoint] });
-    const node = (made.node = Netns.create(names.node));
-    const fabric = (made.fabric = Netns.create(names.fabric));
+    const node = Netns.create(names.node);
+    made.node = node;
+    const fabric = Netns.create(names.fabric);
+    made.fabric = fabric;
     vethBetween(node, 'eth0', fabric, 'up0');
-    node.ip('addr', 'add', '192.168.100.1/24', 'dev', 'eth0');
-    fabric.ip('addr', 'add', '192.168.100.254/24', 'dev', 'up0');
-    if (opts.defaultRoute) node.ip('route', 'add', 'default', 'via', '192.168.100.254');
+    node.ip('addr', 'add', addr.node, 'dev', 'eth0');
+    fabric.ip('addr', 'add', addr.fabric, 'dev', 'up0');
+    if (opts.defaultRoute) node.ip('route', 'add', 'default', 'via', addr.fabric.split('/')[0]!);
     made.fwd = await etcdInNetns(node, made.sock.path);
     return { ...(made as Omit<NodeWorld, 'close'>), close };
   } catch (e) {
