@@ -3,10 +3,11 @@
 
 SHELL := /bin/bash
 APT_PACKAGES := etcd-server etcd-client nftables iproute2 bird2 gobgpd frr iperf3 \
-	podman runc containernetworking-plugins busybox-static iputils-ping
+	podman runc containernetworking-plugins busybox-static iputils-ping gcc libc6-dev
 # A command per package proves it is installed without asking dpkg for each one.
+# (gcc and libc6-dev build gingham-cni, the CNI plugin's small static C client.)
 APT_PROBES := etcd etcdctl nft ip bird gobgpd /usr/lib/frr/bgpd iperf3 podman runc \
-	/usr/lib/cni/host-local /bin/busybox ping
+	/usr/lib/cni/host-local /bin/busybox ping cc /usr/include/stdio.h
 
 .PHONY: all deps apt npm build check lint typecheck test test-unit test-integration demo demo-resources bench clean
 
@@ -31,7 +32,7 @@ node_modules/.package-lock.json: package-lock.json
 
 build: npm
 	npm run build --silent
-	@chmod +x dist/cli/main.js $(wildcard dist/cni/plugin.js dist/cni/ipam-plugin.js dist/cni/*.cjs)
+	@chmod +x dist/cli/main.js dist/cni/gingham-cni $(wildcard dist/cni/plugin.js dist/cni/ipam-plugin.js dist/cni/*.cjs)
 
 lint: npm
 	npx biome check .

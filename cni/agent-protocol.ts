@@ -9,6 +9,13 @@
 // gave it; the agent runs the same dispatch as the plugin does (cni/skel.ts invoke), so `output`
 // is what the plugin prints and `exitCode` what it exits with. `trace: true` in the request asks
 // for the agent's phase timings in the answer (`trace: ["add: ipam: +3.1 ms", …]`).
+//
+// `"reply":"plain"` in the request asks for the answer as text a client can pass on without a
+// JSON parser (the C client, cni/gingham-cni.c):
+//
+//   ← 0\n                      the exit code, "0" or "1", alone on the first line
+//     #add: ipam: +3.1 ms\n    trace lines, each after a "#" (only when asked for)
+//     {<CNI result>}\n         exactly what the plugin prints (nothing when it prints nothing)
 // No imports: this module is part of the thin client's bundle.
 
 export const PROTOCOL_VERSION = 1;
@@ -20,6 +27,8 @@ export interface AgentRequest {
   env: Record<string, string>;
   stdin: string;
   trace?: boolean;
+  /** The answer's form: a JSON line (absent) or plain text (see above). */
+  reply?: 'plain';
 }
 
 export interface AgentResponse {
@@ -65,7 +74,26 @@ export function parseRequest(text: string): AgentRequest {
     stdin: v.stdin,
   };
   if (v.trace === true) out.trace = true;
+  if (v.reply !== undefined && v.reply !== 'plain')
+    throw new ProtocolError(`request "reply" must be "plain" when present, not ${JSON.stringify(v.reply)}`);
+  if (v.reply === 'plain') out.reply = 'plain';
   return out;
+}
+
+/**
+ * Whether a request line asks for a plain answer, read without trusting the line: a request that
+ * fails to parse is still answered in the form its client reads.
+ */
+export function wantsPlainReply(line: string): boolean {
+  return /"reply"\s*:\s*"plain"/.test(line);
+}
+
+/** An answer in plain form (see the top of this file). */
+export function formatPlainResponse(r: AgentResponse): string {
+  let text = `${r.exitCode}\n`;
+  for (const t of r.trace ?? []) text += `#${t.replace(/\n/g, ' ')}\n`;
+  if (r.output !== undefined) text += `${JSON.stringify(r.output)}\n`;
+  return text;
 }
 
 export function parseResponse(text: string): AgentResponse {

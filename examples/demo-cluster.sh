@@ -110,9 +110,10 @@ for n in "${NODES[@]}"; do
 done
 
 # The CNI plugin as a container runtime calls it: network config on stdin, the rest in env.
-# Agent mode: "agent_socket" names the node agent's socket; the plugin hands the call to it.
+# Agent mode: "agent_socket" names the node agent's socket; the plugin (a small static program,
+# cni/gingham-cni.c) hands the call to it.
 mkdir -p "$work/cni-bin"
-ln -s "$root/dist/cni/gingham-cni.cjs" "$work/cni-bin/gingham-cni"
+ln -s "$root/dist/cni/gingham-cni" "$work/cni-bin/gingham-cni"
 ln -s "$root/dist/cni/gingham-ipam.cjs" "$work/cni-bin/gingham-ipam"
 cni() { # cni ADD|DEL NODE POD [LABELS]
   local cmd=$1 node=$2 pod=$3 labels=${4:-}
@@ -121,7 +122,7 @@ cni() { # cni ADD|DEL NODE POD [LABELS]
   conf+="}"
   echo "$conf" | in_ns "${NS[$node]}" env CNI_COMMAND="$cmd" CNI_CONTAINERID="demo-$pod" \
     CNI_NETNS="/var/run/netns/ghd${id}-${pod}" CNI_IFNAME=eth0 CNI_PATH="$work/cni-bin" \
-    CNI_ARGS="K8S_POD_NAMESPACE=demo;K8S_POD_NAME=$pod" node "$root/dist/cni/gingham-cni.cjs"
+    CNI_ARGS="K8S_POD_NAMESPACE=demo;K8S_POD_NAME=$pod" "$work/cni-bin/gingham-cni"
 }
 pod_ip() { ip -n "ghd${id}-$1" -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1; }
 

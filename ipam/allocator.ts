@@ -1,7 +1,10 @@
 // The block allocator: claim blocks by affinity, assign addresses to handles, release them.
 // Every write is one etcd transaction guarded by the mod revisions of the keys it read (block,
 // handle, affinity), so concurrent allocators on any number of nodes never hand out an address
-// twice and a crash never leaves a block and its handle disagreeing. Conflicts retry with jitter.
+// twice and a crash never leaves a block and its handle disagreeing. The revisions compared may
+// come from this allocator's own last write rather than a fresh read (a guess the compare
+// checks); a failed compare reads the keys back in the same request, and the retry uses those.
+// Repeated conflicts retry with jitter.
 import {
   type Family,
   formatPrefix,
@@ -126,6 +129,29 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * Back-off before a retry. The first retry after a failed compare goes at once: it uses the state
+ * that failed request read back, and the compare most often failed only because a remembered
+ * revision was stale. Only a second failure in a row means other writers are racing for the key.
+ */
+function backOff(failedInARow: number, attempt: number): Promise<void> | undefined {
+  return failedInARow >= 2 ? sleep(Math.random() * Math.min(30, 1 + attempt * 2)) : undefined;
+}
+
+/** Blocks and handles remembered per Allocator (a node has a few blocks; handles are per call). */
+const MAX_KNOWN_BLOCKS = 64;
+const MAX_KNOWN_HANDLES = 1024;
+
+/** Map.set that keeps at most `limit` entries, dropping the oldest set. */
+function remember<K, V>(m: Map<K, V>, key: K, value: V, limit: number): void {
+  m.delete(key);
+  m.set(key, value);
+  if (m.size > limit) m.delete(m.keys().next().value as K);
+}
+
+/** What a compare-and-swap on a block (and the handle) ended with. */
+type Commit<T> = { ok: true; got: T } | { ok: false };
+
 /** Spreads nodes over a pool so that concurrent claims from different nodes rarely collide. */
 function startIndex(node: string, count: bigint): bigint {
   let h = 2166136261;
@@ -162,11 +188,14 @@ export class Allocator {
   private readonly lastBlock: Map<Family, string>;
   /** Per family: affine blocks read ahead by prefetch(), for the first attempt of the next assignment. */
   private readonly prefetchedAffine = new Map<Family, Promise<string[]>>();
-  /** Per family: the hinted block and the handle, read ahead by prefetch() (same use). */
-  private readonly prefetchedHint = new Map<
-    Family,
-    { cidr: string; handleId: string; read: Promise<[Versioned<Block> | null, Versioned<Handle> | null]> }
-  >();
+  /**
+   * Blocks (by CIDR) and handles (by id; null: absent) as this Allocator last read or wrote them,
+   * with their mod revisions. Only ever a guess for a compare-and-swap: after its own write it
+   * knows a block's content and revision, so the next assignment in that block is one request
+   * (the transaction), not a read and a transaction. Another writer's change fails the compare.
+   */
+  private readonly knownBlocks = new Map<string, Versioned<Block>>();
+  private readonly knownHandles = new Map<string, Versioned<Handle> | null>();
   /** The handle read by prefetch(), for addressesOf (once). */
   private prefetchedHandle: { handleId: string; value: Versioned<Handle> | null } | undefined;
 
@@ -182,13 +211,39 @@ export class Allocator {
   // ---- reads ------------------------------------------------------------
 
   private async readBlock(cidr: string): Promise<Versioned<Block> | null> {
-    const k = await this.kv.get(blockKey(cidr));
-    return k ? versionedBlock(k) : null;
+    return this.sawBlock(cidr, await this.kv.get(blockKey(cidr)));
   }
 
   private async readHandle(handleId: string): Promise<Versioned<Handle> | null> {
-    const k = await this.kv.get(handleKey(handleId));
-    return k ? versionedHandle(k) : null;
+    return this.sawHandle(handleId, await this.kv.get(handleKey(handleId)));
+  }
+
+  /** Remembers a block as read (null: absent) and returns it parsed. */
+  private sawBlock(cidr: string, k: KeyValue | null): Versioned<Block> | null {
+    const b = k ? versionedBlock(k) : null;
+    this.setKnownBlock(cidr, b);
+    return b;
+  }
+
+  private sawHandle(handleId: string, k: KeyValue | null): Versioned<Handle> | null {
+    const h = k ? versionedHandle(k) : null;
+    remember(this.knownHandles, handleId, h, MAX_KNOWN_HANDLES);
+    return h;
+  }
+
+  private setKnownBlock(cidr: string, b: Versioned<Block> | null): void {
+    if (b) remember(this.knownBlocks, cidr, b, MAX_KNOWN_BLOCKS);
+    else this.knownBlocks.delete(cidr);
+  }
+
+  /** Remembers a handle as a transaction at `revision` left it (null: deleted). */
+  private wroteHandle(handleId: string, h: Handle | null, revision: bigint): void {
+    remember(this.knownHandles, handleId, h && { value: h, modRevision: revision }, MAX_KNOWN_HANDLES);
+  }
+
+  /** The handle as last seen, or absent if never seen: a new attachment's handle does not exist yet. */
+  private guessHandle(handleId: string): Versioned<Handle> | null {
+    return this.knownHandles.get(handleId) ?? null;
   }
 
   private async allBlocks(family: Family): Promise<Versioned<Block>[]> {
@@ -214,11 +269,11 @@ export class Allocator {
   /**
    * Reads pools and the IPAM configuration (cached for this Allocator's life), for the given
    * families this node's affine blocks (used once, by the next assignment of that family), with a
-   * last-block hint that block, and the handle `handleId` (used once, by addressesOf and the next
-   * assignment): all in one read-only transaction, i.e. one request and one revision, where
-   * separate reads cost a request each (each is ~1–2 ms of the caller's CPU and etcd's over HTTP).
-   * A CNI ADD is then this and its commit. Stale reads are harmless: every block is re-read and
-   * checked before use on any retry, and commits are compare-and-swap.
+   * last-block hint that block, and the handle `handleId` (used once by addressesOf; block and
+   * handle are remembered for the assignment's compare-and-swap): all in one read-only
+   * transaction, i.e. one request and one revision, where separate reads cost a request each
+   * (each is ~1–2 ms of the caller's CPU and etcd's over HTTP). A CNI ADD is then this and its
+   * commit. Stale reads are harmless: a failed compare reads the keys back, and the retry uses those.
    */
   async prefetch(affinityFamilies: Family[] = [], handleId?: string): Promise<void> {
     const ops: TxnOp[] = [];
@@ -237,24 +292,17 @@ export class Allocator {
     };
     if (!this.pools) range(POOLS_PREFIX, (kvs) => (this.pools = Promise.resolve(poolsFrom(kvs))));
     if (!this.config) get(IPAM_CONFIG_KEY, (k) => (this.config = Promise.resolve(ipamConfigFrom(k))));
-    // Set when the transaction's answer is parsed (the handle's get comes before the block's).
+    // Set when the transaction's answer is parsed.
     const held: { value: Versioned<Handle> | null } = { value: null };
-    if (handleId !== undefined) get(handleKey(handleId), (k) => (held.value = k ? versionedHandle(k) : null));
+    if (handleId !== undefined) get(handleKey(handleId), (k) => (held.value = this.sawHandle(handleId, k)));
     for (const f of affinityFamilies) {
       if (!this.prefetchedAffine.has(f))
         range(`${hostPrefix(this.node)}ipv${f}/block/`, (kvs) =>
           this.prefetchedAffine.set(f, Promise.resolve(this.activeAffinities(kvs))),
         );
+      // The hinted block, remembered: the assignment's transaction compares against it.
       const hint = this.lastBlock.get(f);
-      if (hint && handleId !== undefined && !this.prefetchedHint.has(f)) {
-        get(blockKey(hint), (k) => {
-          const read = Promise.resolve<[Versioned<Block> | null, Versioned<Handle> | null]>([
-            k ? versionedBlock(k) : null,
-            held.value,
-          ]);
-          this.prefetchedHint.set(f, { cidr: hint, handleId, read });
-        });
-      }
+      if (hint && handleId !== undefined) get(blockKey(hint), (k) => this.sawBlock(hint, k));
     }
     if (ops.length === 0) return;
     const r = await this.kv.txn([], ops);
@@ -367,6 +415,9 @@ export class Allocator {
       const p = parsePrefix(cidr);
       return pools.some((pool) => prefixContains(pool.prefix, p));
     };
+    const mine = (b: Versioned<Block> | null | undefined): b is Versioned<Block> =>
+      !!b && b.value.affinity === affinityFor(this.node) && blockFree(b.value) > 0;
+    let failedInARow = 0;
     for (let attempt = 0; out.length < n; attempt++) {
       if (attempt > this.maxRetries) {
         throw new TooManyConflictsError(`gave up after ${this.maxRetries} conflicting attempts`, {
@@ -374,47 +425,45 @@ export class Allocator {
           family,
         });
       }
-      if (attempt > 0) await sleep(Math.random() * Math.min(30, 1 + attempt * 2));
+      await backOff(failedInARow, attempt);
       const want = n - out.length;
       // 1. Blocks this node owns.
       // The last block that had room is tried first, before listing affinities again: for a
-      // long-lived allocator (the agent, a benchmark) that saves a round trip per address.
+      // long-lived allocator (the agent, a benchmark) that saves a round trip per address. When
+      // this Allocator knows the block (its own last write, prefetch, or the state a failed
+      // compare read back), the assignment is the transaction alone.
       const hint = this.lastBlock.get(family);
-      const preHint = attempt === 0 ? this.prefetchedHint.get(family) : undefined;
-      this.prefetchedHint.delete(family);
       if (hint && inPools(hint)) {
-        const [b, h] = await (preHint && preHint.cidr === hint && preHint.handleId === handleId
-          ? preHint.read
-          : Promise.all([this.readBlock(hint), this.readHandle(handleId)]));
-        if (b && b.value.affinity === affinityFor(this.node) && blockFree(b.value) > 0) {
-          const r = await this.commitAssign(b, want, handleId, secondary, h);
-          if (r) {
-            out.push(...r);
-            continue;
-          }
+        const b = this.knownBlocks.get(hint) ?? (await this.readBlock(hint));
+        if (mine(b)) {
+          const r = await this.commitAssign(b, want, handleId, secondary);
+          if (r.ok) {
+            out.push(...r.got);
+            failedInARow = 0;
+          } else failedInARow++;
+          continue;
         }
         this.lastBlock.delete(family);
       }
       const pre = attempt === 0 ? this.prefetchedAffine.get(family) : undefined;
       this.prefetchedAffine.delete(family);
       const affine = (await (pre ?? this.affineBlocks(family))).filter(inPools);
-      let progressed = false;
-      let conflicted = false;
+      let tried = false;
       for (const cidr of affine) {
-        // Block and handle are independent reads: one round trip instead of two.
-        const [b, h] = await Promise.all([this.readBlock(cidr), this.readHandle(handleId)]);
-        if (!b || b.value.affinity !== affinityFor(this.node) || blockFree(b.value) === 0) continue;
-        const r = await this.commitAssign(b, want, handleId, secondary, h);
-        if (r === null) {
-          conflicted = true;
-          break;
-        }
-        out.push(...r);
+        // Read afresh: a remembered block that looks full may have had addresses released since.
+        const b = await this.readBlock(cidr);
+        if (!mine(b)) continue;
+        // The hint from now on: after a conflict the retry goes straight to the state read back.
         this.lastBlock.set(family, cidr);
-        progressed = true;
+        const r = await this.commitAssign(b, want, handleId, secondary);
+        if (r.ok) {
+          out.push(...r.got);
+          failedInARow = 0;
+        } else failedInARow++;
+        tried = true;
         break;
       }
-      if (conflicted || progressed) continue;
+      if (tried) continue;
       // 2. Claim a new block (atomically with the first allocation in it).
       const all = await this.allBlocks(family);
       const underLimit = config.maxBlocksPerHost === 0 || affine.length < config.maxBlocksPerHost;
@@ -428,9 +477,13 @@ export class Allocator {
           claimed = await this.commitClaim(free, want, handleId, secondary);
           break;
         }
-        if (claimed === null) continue; // lost a race: re-read everything
+        if (claimed === null) {
+          failedInARow++; // lost a race: re-read everything
+          continue;
+        }
         if (claimed) {
           out.push(...claimed);
+          failedInARow = 0;
           if (claimed[0]) this.lastBlock.set(family, claimed[0].block);
           continue;
         }
@@ -442,7 +495,10 @@ export class Allocator {
           // Start at a random candidate so concurrent borrowers spread out.
           const b = candidates[Math.floor(Math.random() * candidates.length)]!;
           const r = await this.commitAssign(b, want, handleId, secondary);
-          if (r) out.push(...r);
+          if (r.ok) {
+            out.push(...r.got);
+            failedInARow = 0;
+          } else failedInARow++;
           continue;
         }
       }
@@ -460,11 +516,12 @@ export class Allocator {
     return out;
   }
 
+  /** The handle's next value (null: delete it) after adding `delta` addresses per block. */
   private handleOps(
     handleId: string,
     h: Versioned<Handle> | null,
     delta: Record<string, number>,
-  ): { compare: ModRevisionCompare; op: TxnOp } {
+  ): { compare: ModRevisionCompare; op: TxnOp; next: Handle | null } {
     const block = { ...(h?.value.block ?? {}) };
     for (const [cidr, d] of Object.entries(delta)) {
       const v = (block[cidr] ?? 0) + d;
@@ -473,30 +530,62 @@ export class Allocator {
     }
     const key = handleKey(handleId);
     const compare = { key, modRevision: h?.modRevision ?? 0n };
-    if (Object.keys(block).length === 0) return { compare, op: { delete: key } };
-    return {
-      compare,
-      op: { put: key, value: serializeHandle({ handleID: handleId, block, deleted: false }) },
-    };
+    if (Object.keys(block).length === 0) return { compare, op: { delete: key }, next: null };
+    const next = { handleID: handleId, block, deleted: false };
+    return { compare, op: { put: key, value: serializeHandle(next) }, next };
   }
 
-  /** Assigns in an existing block; null on a CAS conflict. */
+  /**
+   * Writes a block and the handle in one transaction that compares both mod revisions with the
+   * versions given. On success they are remembered at the transaction's revision (every key a
+   * transaction writes gets its revision); on failure the same request reads both back (the
+   * failure branch) and those are remembered instead, for the retry.
+   */
+  private async commitBlockAndHandle(
+    cidr: string,
+    b: Versioned<Block> | null,
+    blockOps: TxnOp[],
+    /** The block after `blockOps` (null: deleted; undefined: not written). */
+    next: Block | null | undefined,
+    handleId: string,
+    ho: { compare: ModRevisionCompare; op: TxnOp; next: Handle | null },
+  ): Promise<boolean> {
+    const bKey = blockKey(cidr);
+    const hKey = handleKey(handleId);
+    const r = await this.kv.txn(
+      [{ key: bKey, modRevision: b?.modRevision ?? 0n }, ho.compare],
+      [...blockOps, ho.op],
+      [{ get: bKey }, { get: hKey }],
+    );
+    if (!r.succeeded) {
+      this.sawBlock(cidr, r.gets[0] ?? null);
+      this.sawHandle(handleId, r.gets[1] ?? null);
+      return false;
+    }
+    if (next !== undefined) this.setKnownBlock(cidr, next && { value: next, modRevision: r.revision });
+    this.wroteHandle(handleId, ho.next, r.revision);
+    return true;
+  }
+
+  /** Assigns in an existing block, against the handle as last seen; not ok on a failed compare. */
   private async commitAssign(
     b: Versioned<Block>,
     want: number,
     handleId: string,
     secondary: Record<string, string>,
-    handle?: Versioned<Handle> | null,
-  ): Promise<{ ip: string; block: string }[] | null> {
-    const h = handle !== undefined ? handle : await this.readHandle(handleId);
+  ): Promise<Commit<{ ip: string; block: string }[]>> {
     const { block, addresses } = assignFromBlock(b.value, want, handleId, withTimestamp(secondary));
-    if (addresses.length === 0) return [];
-    const ho = this.handleOps(handleId, h, { [block.cidr]: addresses.length });
-    const r = await this.kv.txn(
-      [{ key: blockKey(block.cidr), modRevision: b.modRevision }, ho.compare],
-      [{ put: blockKey(block.cidr), value: serializeBlock(block) }, ho.op],
+    if (addresses.length === 0) return { ok: true, got: [] };
+    const ho = this.handleOps(handleId, this.guessHandle(handleId), { [block.cidr]: addresses.length });
+    const ok = await this.commitBlockAndHandle(
+      block.cidr,
+      b,
+      [{ put: blockKey(block.cidr), value: serializeBlock(block) }],
+      block,
+      handleId,
+      ho,
     );
-    return r.succeeded ? addresses.map((ip) => ({ ip, block: block.cidr })) : null;
+    return ok ? { ok, got: addresses.map((ip) => ({ ip, block: block.cidr })) } : { ok };
   }
 
   /** Creates a block affine to this node, its affinity and the first allocations in one txn. */
@@ -507,14 +596,13 @@ export class Allocator {
     secondary: Record<string, string>,
   ): Promise<{ ip: string; block: string }[] | null> {
     const cidr = formatPrefix(prefix);
-    const h = await this.readHandle(handleId);
     const { block, addresses } = assignFromBlock(
       newBlock(cidr, affinityFor(this.node)),
       want,
       handleId,
       withTimestamp(secondary),
     );
-    const ho = this.handleOps(handleId, h, { [cidr]: addresses.length });
+    const ho = this.handleOps(handleId, this.guessHandle(handleId), { [cidr]: addresses.length });
     const aKey = affinityKey(this.node, cidr);
     const r = await this.kv.txn(
       [{ key: blockKey(cidr), modRevision: 0n }, { key: aKey, modRevision: 0n }, ho.compare],
@@ -523,8 +611,16 @@ export class Allocator {
         { put: aKey, value: serializeAffinity({ state: 'confirmed', deleted: false }) },
         ho.op,
       ],
+      // The handle read back: the compare may have failed on it (an attachment's earlier ADD).
+      [{ get: handleKey(handleId) }],
     );
-    return r.succeeded ? addresses.map((ip) => ({ ip, block: cidr })) : null;
+    if (!r.succeeded) {
+      this.sawHandle(handleId, r.gets[0] ?? null);
+      return null;
+    }
+    this.setKnownBlock(cidr, { value: block, modRevision: r.revision });
+    this.wroteHandle(handleId, ho.next, r.revision);
+    return addresses.map((ip) => ({ ip, block: cidr }));
   }
 
   // ---- release ------------------------------------------------------------
@@ -557,38 +653,53 @@ export class Allocator {
 
   private async releaseHandleNow(handleId: string): Promise<string[]> {
     const released: string[] = [];
+    // The handle as this Allocator wrote it (its own ADD, or an earlier release step), else read:
+    // the compare below checks it either way.
+    let h = this.knownHandles.get(handleId) ?? (await this.readHandle(handleId));
+    let failedInARow = 0;
     for (let attempt = 0; ; attempt++) {
       if (attempt > this.maxRetries)
         throw new TooManyConflictsError(`release of ${handleId} kept conflicting`, { handleId });
-      if (attempt > 0) await sleep(Math.random() * Math.min(30, 1 + attempt * 2));
-      const h = await this.readHandle(handleId);
+      await backOff(failedInARow, attempt);
       if (!h) return released;
       const cidr = Object.keys(h.value.block)[0];
       if (cidr === undefined) {
-        const r = await this.kv.txn(
-          [{ key: handleKey(handleId), modRevision: h.modRevision }],
-          [{ delete: handleKey(handleId) }],
-        );
-        if (r.succeeded) return released;
+        const key = handleKey(handleId);
+        const r = await this.kv.txn([{ key, modRevision: h.modRevision }], [{ delete: key }], [{ get: key }]);
+        if (r.succeeded) {
+          this.wroteHandle(handleId, null, r.revision);
+          return released;
+        }
+        h = this.sawHandle(handleId, r.gets[0] ?? null);
+        failedInARow++;
         continue;
       }
-      const b = await this.readBlock(cidr);
+      const b = this.knownBlocks.get(cidr) ?? (await this.readBlock(cidr));
       const ho = this.handleOps(handleId, h, { [cidr]: -(h.value.block[cidr] ?? 0) });
+      let ok: boolean;
+      let freed: string[] = [];
       if (!b) {
         // The block is gone (released by someone else): just forget it in the handle.
-        const r = await this.kv.txn([{ key: blockKey(cidr), modRevision: 0n }, ho.compare], [ho.op]);
-        if (r.succeeded) attempt = -1;
-        continue;
+        ok = await this.commitBlockAndHandle(cidr, null, [], undefined, handleId, ho);
+      } else {
+        const rel = releaseHandleFromBlock(b.value, handleId);
+        const blockOps = rel.addresses.length > 0 ? await this.blockWriteOps(rel.block) : [];
+        const kept = blockOps.some((op) => 'put' in op);
+        const next = blockOps.length === 0 ? undefined : kept ? rel.block : null;
+        ok = await this.commitBlockAndHandle(cidr, b, blockOps, next, handleId, ho);
+        if (ok && next === null) {
+          // The block went back to the pool: it is no hint any more.
+          const family = parsePrefix(cidr).family;
+          if (this.lastBlock.get(family) === cidr) this.lastBlock.delete(family);
+        }
+        freed = rel.addresses;
       }
-      const rel = releaseHandleFromBlock(b.value, handleId);
-      const r = await this.kv.txn(
-        [{ key: blockKey(cidr), modRevision: b.modRevision }, ho.compare],
-        [...(rel.addresses.length > 0 ? await this.blockWriteOps(rel.block) : []), ho.op],
-      );
-      if (r.succeeded) {
-        released.push(...rel.addresses);
+      h = this.guessHandle(handleId); // as written, or as read back by the failed compare
+      if (ok) {
+        released.push(...freed);
         attempt = -1; // progress: next block with a fresh retry budget
-      }
+        failedInARow = 0;
+      } else failedInARow++;
     }
   }
 
@@ -619,6 +730,9 @@ export class Allocator {
         }
         const r = await this.kv.txn(compares, ops);
         if (r.succeeded) {
+          // Not remembered as written (a rare path): the next use reads them afresh.
+          this.knownBlocks.delete(b.value.cidr);
+          for (const hid of rel.byHandle.keys()) this.knownHandles.delete(hid);
           released.push(...rel.addresses);
           break;
         }

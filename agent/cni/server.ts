@@ -9,7 +9,13 @@ import { chmod, mkdir, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { type AgentResponse, MAX_MESSAGE_BYTES, parseRequest } from '../../cni/agent-protocol.js';
+import {
+  type AgentResponse,
+  formatPlainResponse,
+  MAX_MESSAGE_BYTES,
+  parseRequest,
+  wantsPlainReply,
+} from '../../cni/agent-protocol.js';
 import { type CniContext, cniCommands } from '../../cni/commands.js';
 import type { NetConf } from '../../cni/config.js';
 import { iprouteDataplaneWith, type WorkloadDataplane } from '../../cni/dataplane.js';
@@ -144,8 +150,9 @@ export class CniServer {
       sock.setTimeout(0);
       const text = Buffer.concat(chunks).toString();
       const line = size > MAX_MESSAGE_BYTES ? null : text.slice(0, text.indexOf('\n'));
+      const plain = line !== null && wantsPlainReply(line);
       const call = this.serve(line).then((resp) => {
-        if (!sock.destroyed) sock.end(`${JSON.stringify(resp)}\n`);
+        if (!sock.destroyed) sock.end(plain ? formatPlainResponse(resp) : `${JSON.stringify(resp)}\n`);
       });
       this.calls.add(call);
       void call.finally(() => {

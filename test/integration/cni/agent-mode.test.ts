@@ -1,6 +1,7 @@
 // gingham-cni in agent mode: the network configuration names the node agent's CNI socket
-// (`agent_socket`), the built plugin is exec'd like a runtime does and hands the call to a real
-// `gingham agent` running in the node namespace (agent/cni/server.ts). Covers ADD/CHECK/DEL with
+// (`agent_socket`), the built plugin (the C client, and once the Node launcher) is exec'd like a
+// runtime does and hands the call to a real `gingham agent` running in the node namespace
+// (agent/cni/server.ts). Covers ADD/CHECK/DEL with
 // pod-to-pod traffic through 169.254.1.1, concurrent ADDs and DELs, a configuration for another
 // node, and the agent being down (error 11 naming the socket, STATUS 50, nothing made).
 import assert from 'node:assert/strict';
@@ -16,6 +17,7 @@ import {
   type CniAgent,
   cni,
   ensureBuilt,
+  NODE_PLUGIN,
   nodeResource,
   pool,
   poolResource,
@@ -208,6 +210,37 @@ describe('gingham-cni in agent mode', { skip, timeout: 240_000 }, () => {
       assert.equal(d.code, 0, d.stdout);
     });
     await noLeak();
+  });
+
+  it('the Node launcher (node gingham-cni.cjs) in agent mode does what the C client does', async () => {
+    const w = workload();
+    const viaNode = (command: string, c: Record<string, unknown> = conf()) =>
+      cni({
+        bin: NODE_PLUGIN,
+        command,
+        containerId: 'n1',
+        netns: path(w),
+        ifname: 'eth0',
+        conf: c,
+        nodeNs: node.name,
+      });
+    const r = await viaNode('ADD');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.json.ips[0].address, /^10\.66\.0\.\d+\/32$/);
+    const chkNode = await viaNode('CHECK', conf({ prevResult: r.json }));
+    assert.equal(chkNode.code, 0, chkNode.stdout);
+    // The same call through the C client sees the same workload (CHECK passes there too).
+    const chkC = await call('CHECK', w, 'n1', conf({ prevResult: r.json }));
+    assert.equal(chkC.code, 0, chkC.stdout);
+    const del = await viaNode('DEL');
+    assert.equal(del.code, 0, del.stdout);
+    await noLeak();
+    const down = await viaNode('ADD', conf({ agent_socket: '/nonexistent/gingham/cni.sock' }));
+    const downC = await call('ADD', w, 'n1', conf({ agent_socket: '/nonexistent/gingham/cni.sock' }));
+    assert.equal(down.json.code, 11);
+    assert.equal(downC.json.code, 11);
+    for (const o of [down, downC])
+      assert.match(o.json.msg, /not reachable at \/nonexistent\/gingham\/cni\.sock: ENOENT/);
   });
 
   it('agent down: try again later (11) naming the socket, STATUS 50, nothing made', async () => {

@@ -20,7 +20,10 @@ import type { Netns } from '../../harness/netns.js';
 import { agentArgs, startAgent } from '../agent/helpers.js';
 
 export const ROOT = resolve(import.meta.dirname, '../../..');
-export const PLUGIN = join(ROOT, 'dist/cni/gingham-cni.cjs');
+/** What runtimes run: the C client (agent mode; direct mode it hands to NODE_PLUGIN). */
+export const PLUGIN = join(ROOT, 'dist/cni/gingham-cni');
+/** The Node plugin itself (both modes), as `node dist/cni/gingham-cni.cjs` runs it. */
+export const NODE_PLUGIN = join(ROOT, 'dist/cni/gingham-cni.cjs');
 export const IPAM_PLUGIN = join(ROOT, 'dist/cni/gingham-ipam.cjs');
 export const CLI = join(ROOT, 'dist/cli/main.js');
 
@@ -108,7 +111,7 @@ function newestMtime(dir: string): number {
   for (const f of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, f.name);
     if (f.isDirectory()) m = Math.max(m, newestMtime(p));
-    else if (/\.c?ts$/.test(f.name)) m = Math.max(m, statSync(p).mtimeMs);
+    else if (/\.(c?ts|c)$/.test(f.name)) m = Math.max(m, statSync(p).mtimeMs);
   }
   return m;
 }
@@ -127,7 +130,9 @@ export function ensureBuilt(): void {
   }
   try {
     const src = Math.max(...['cni', 'ipam', 'lib', 'store', 'cli'].map((d) => newestMtime(join(ROOT, d))));
-    const built = [PLUGIN, IPAM_PLUGIN, CLI].map((f) => (existsSync(f) ? statSync(f).mtimeMs : 0));
+    const built = [PLUGIN, NODE_PLUGIN, IPAM_PLUGIN, CLI].map((f) =>
+      existsSync(f) ? statSync(f).mtimeMs : 0,
+    );
     if (Math.min(...built) < src) {
       try {
         execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
@@ -136,8 +141,9 @@ export function ensureBuilt(): void {
       }
       // The post-build bundling step (without it the plugins load their modules: same code, slower).
       execFileSync(process.execPath, [join(ROOT, 'dist/cni/bundle.js')], { cwd: ROOT, stdio: 'ignore' });
+      execFileSync('npm', ['run', '--silent', 'build:cni-client'], { cwd: ROOT, stdio: 'ignore' });
     }
-    for (const f of [PLUGIN, IPAM_PLUGIN, CLI]) {
+    for (const f of [PLUGIN, NODE_PLUGIN, IPAM_PLUGIN, CLI]) {
       if (!existsSync(f)) throw new Error(`${f} is missing: run npm run build`);
       chmodSync(f, 0o755);
     }

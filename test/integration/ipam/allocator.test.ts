@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { Allocator, NoUsablePoolError, PoolExhaustedError } from '../../../ipam/allocator.js';
 import type { EtcdLite } from '../../../ipam/etcd-lite.js';
-import { affinityKey, blockKey, borrowedAddresses, IPAM_PREFIX } from '../../../ipam/model.js';
+import { affinityKey, blockKey, borrowedAddresses, handleKey, IPAM_PREFIX } from '../../../ipam/model.js';
 import { checkReport, loadSnapshot, showReport } from '../../../ipam/report.js';
 import { KEY_PREFIX, resourceKeyPath } from '../../../store/kinds.js';
 import {
@@ -211,6 +211,131 @@ describe('ipam allocator on etcd', { timeout: 180_000 }, () => {
     assert.equal(new Set([...all, ...between]).size, 4, 'four distinct addresses');
     assert.deepEqual(await third.addressesOf('h.hint.3'), c.ips);
     for (const h of ['h.hint.1', 'h.hint.2', 'h.hint.3', 'h.hint.between']) await first.releaseHandle(h);
+    assert.ok(checkReport(await loadSnapshot(kv)).ok);
+  });
+
+  /** The real client, counting requests and the write transactions whose compare failed. */
+  const counting = () => {
+    const c = {
+      requests: 0,
+      failed: 0,
+      kv: {
+        get: (k: string) => {
+          c.requests++;
+          return kv.get(k);
+        },
+        range: (p: string) => {
+          c.requests++;
+          return kv.range(p);
+        },
+        txn: async (...a: Parameters<EtcdLite['txn']>) => {
+          c.requests++;
+          const r = await kv.txn(...a);
+          if (!r.succeeded) c.failed++;
+          return r;
+        },
+        close: () => undefined,
+      },
+      reset() {
+        c.requests = 0;
+        c.failed = 0;
+      },
+    };
+    return c;
+  };
+
+  it('assigns and releases against the block as last written (one request); another writer costs one failed compare', async () => {
+    const ca = counting();
+    const cb = counting();
+    // Two allocators of one node that do not share what they remember (two processes).
+    const a = new Allocator(ca.kv, { node: 'n1' });
+    const b = new Allocator(cb.kv, { node: 'n1' });
+    const r1 = await a.assign({ handleId: 'k1', num4: 1, num6: 0 });
+    ca.reset();
+    const r2 = await a.assign({ handleId: 'k2', num4: 1, num6: 0 });
+    assert.deepEqual([ca.requests, ca.failed], [1, 0], 'the transaction alone, against its own last write');
+    assert.equal(r2.blocks[0], r1.blocks[0]);
+    const r3 = await b.assign({ handleId: 'k3', num4: 1, num6: 0 });
+    assert.equal(r3.blocks[0], r1.blocks[0], 'b fills the same affine block');
+    ca.reset();
+    const r4 = await a.assign({ handleId: 'k4', num4: 1, num6: 0 });
+    assert.deepEqual(
+      [ca.requests, ca.failed],
+      [2, 1],
+      'the stale compare fails and reads the block back; the retry uses it at once',
+    );
+    const ips = [r1, r2, r3, r4].map((r) => r.ips[0]);
+    assert.equal(new Set(ips).size, 4, 'four distinct addresses');
+    // Release: a knows k2's handle (its own write) and the block (read back by its failed compare).
+    ca.reset();
+    assert.deepEqual(await a.releaseHandle('k2'), r2.ips);
+    assert.deepEqual([ca.requests, ca.failed], [1, 0], 'a release is one transaction too');
+    cb.reset();
+    assert.deepEqual(await b.releaseHandle('k3'), r3.ips);
+    assert.deepEqual([cb.requests, cb.failed], [2, 1], "b's block is stale after a's writes: one retry");
+    assert.deepEqual(await a.releaseHandle('k2'), [], 'a released handle releases nothing again');
+    const snap = await loadSnapshot(kv);
+    assert.deepEqual(
+      snap.handles.map((h) => h.handleID).sort(),
+      ['k1', 'k4'],
+      'the released handles are deleted, the others kept',
+    );
+    assert.deepEqual(checkReport(snap).inconsistencies, [], 'blocks and handles agree');
+    assert.equal(showReport(snap).pools.find((p) => p.name === 'p4')!.inUse, 2);
+    await a.releaseHandle('k1');
+    await b.releaseHandle('k4');
+    assert.ok(checkReport(await loadSnapshot(kv)).ok);
+  });
+
+  it('an existing handle fails the compare of an assignment that guessed it absent; the retry adds to it', async () => {
+    const first = new Allocator(kv, { node: 'n2' });
+    const r1 = await first.assign({ handleId: 'again', num4: 1, num6: 0 });
+    // A fresh Allocator has never seen the handle: it guesses "absent", in the block and in a claim.
+    const c = counting();
+    const second = new Allocator(c.kv, { node: 'n2' });
+    const r2 = await second.assign({ handleId: 'again', num4: 1, num6: 0 });
+    assert.equal(c.failed, 1, 'one failed compare (on the handle)');
+    const third = new Allocator(c.kv, { node: 'n3' });
+    c.reset();
+    const r3 = await third.assign({ handleId: 'again', num4: 1, num6: 0 });
+    assert.equal(c.failed, 1, 'the claim of a new block failed once on the handle too');
+    assert.notEqual(r3.blocks[0], r1.blocks[0], 'n3 claimed its own block');
+    const held = [...r1.ips, ...r2.ips, ...r3.ips];
+    assert.equal(new Set(held).size, 3);
+    assert.deepEqual((await first.addressesOf('again')).sort(), [...held].sort());
+    const h = JSON.parse((await kv.get(handleKey('again')))!.value.toString());
+    assert.deepEqual(h.block, { [r1.blocks[0]!]: 2, [r3.blocks[0]!]: 1 });
+    assert.ok(checkReport(await loadSnapshot(kv)).inconsistencies.length === 0);
+    assert.deepEqual((await first.releaseHandle('again')).sort(), [...held].sort());
+    assert.equal(await kv.get(handleKey('again')), null);
+    assert.ok(checkReport(await loadSnapshot(kv)).ok);
+  });
+
+  it('a remembered block that was deleted meanwhile: the failed compare finds it gone and the node claims anew', async () => {
+    const a = new Allocator(kv, { node: 'n4' });
+    // Fill the first /29 block and take one address in a second one (the hint).
+    const got = [];
+    for (let i = 0; i < 9; i++) got.push(await a.assign({ handleId: `d${i}`, num4: 1, num6: 0 }));
+    const second = got[8]!.blocks[0]!;
+    assert.notEqual(second, got[0]!.blocks[0]);
+    // Someone else frees the second block: emptied, and not the node's only block, it is deleted.
+    const other = new Allocator(kv, { node: '' });
+    assert.deepEqual(await other.releaseAddresses(got[8]!.ips), got[8]!.ips);
+    assert.equal(await kv.get(blockKey(second)), null);
+    assert.equal(await kv.get(affinityKey('n4', second)), null);
+    const next = await a.assign({ handleId: 'd9', num4: 1, num6: 0 });
+    assert.ok(!got.slice(0, 8).some((r) => r.ips[0] === next.ips[0]), 'a new address');
+    const snap = await loadSnapshot(kv);
+    assert.equal(
+      snap.blocks.find((b) => b.cidr === next.blocks[0])?.affinity,
+      'host:n4',
+      'in a block claimed for n4',
+    );
+    // d8's handle was dropped by releaseAddresses; releasing it through `a` (which remembers it
+    // as written) fails the compare, reads it back gone, and releases nothing.
+    assert.deepEqual(await a.releaseHandle('d8'), []);
+    assert.deepEqual(checkReport(snap).inconsistencies, []);
+    for (let i = 0; i < 10; i++) await a.releaseHandle(`d${i}`);
     assert.ok(checkReport(await loadSnapshot(kv)).ok);
   });
 

@@ -5,7 +5,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ProtocolError, parseRequest, parseResponse } from '../../../cni/agent-protocol.js';
+import {
+  formatPlainResponse,
+  ProtocolError,
+  parseRequest,
+  parseResponse,
+  wantsPlainReply,
+} from '../../../cni/agent-protocol.js';
 import { parseNetConf } from '../../../cni/config.js';
 import { wantsAgent } from '../../../cni/launch.cjs';
 import { forward } from '../../../cni/thin.js';
@@ -35,6 +41,23 @@ describe('cni agent protocol', () => {
       trace: ['a'],
     });
     assert.throws(() => parseResponse('{"v":1,"exitCode":2}'), /"exitCode" must be 0 or 1/);
+  });
+
+  it('plain answers: the exit code line, "#" trace lines, then what the plugin prints', () => {
+    assert.deepEqual(parseRequest('{"v":1,"reply":"plain","env":{},"stdin":""}').reply, 'plain');
+    assert.throws(() => parseRequest('{"v":1,"reply":"xml","env":{},"stdin":""}'), /"reply" must be "plain"/);
+    assert.equal(wantsPlainReply('{"v":1,"reply" : "plain","env":'), true, 'even when it does not parse');
+    assert.equal(wantsPlainReply('{"v":1,"env":{},"stdin":"{\\"reply\\":1}"}'), false);
+    assert.equal(formatPlainResponse({ v: 1, exitCode: 0 }), '0\n');
+    assert.equal(
+      formatPlainResponse({
+        v: 1,
+        exitCode: 1,
+        output: { code: 7, msg: 'a\nb' },
+        trace: ['x: +1 ms', 'two\nlines'],
+      }),
+      '1\n#x: +1 ms\n#two lines\n{"code":7,"msg":"a\\nb"}\n',
+    );
   });
 
   it('the launcher chooses agent mode only for an absolute agent_socket string', () => {
