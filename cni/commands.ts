@@ -5,6 +5,7 @@
 //
 // ADD = IPAM → veth + addresses + routes → WorkloadEndpoint; any failure rolls back what was done.
 // DEL undoes everything and succeeds when it is already gone.
+import type { AllocatorMemory } from '../ipam/allocator.js';
 import type { KvClient } from '../ipam/etcd-lite.js';
 import { hostVethName } from '../lib/constants.js';
 import type { Family } from '../lib/ip.js';
@@ -51,6 +52,8 @@ export interface CniContext {
   open(conf: NetConf): KvLease;
   /** The allocator's last-block hint, kept across calls by a long-lived caller. */
   lastBlock?: Map<Family, string>;
+  /** The blocks and handles the allocator remembers, kept across calls the same way. */
+  allocatorMemory?: AllocatorMemory;
   /** The kernel side (default: iproute2 in batch mode). */
   dataplane?: WorkloadDataplane;
   /** Phase timings of this call (GINGHAM_CNI_TRACE). */
@@ -102,8 +105,12 @@ function splitFamilies(ips: { address: string }[]): { v4: string[]; v6: string[]
 export function cniCommands(ctx: CniContext): PluginHandlers {
   const dp = ctx.dataplane ?? iprouteDataplane;
   const trace = ctx.trace ?? (() => undefined);
-  const ipamCtx = (kv: KvClient, node: string): IpamContext =>
-    ctx.lastBlock ? { kv, node, lastBlock: ctx.lastBlock } : { kv, node };
+  const ipamCtx = (kv: KvClient, node: string): IpamContext => {
+    const c: IpamContext = { kv, node };
+    if (ctx.lastBlock) c.lastBlock = ctx.lastBlock;
+    if (ctx.allocatorMemory) c.memory = ctx.allocatorMemory;
+    return c;
+  };
 
   async function add(conf: NetConf, env: CniEnv): Promise<unknown> {
     const node = ctx.node(conf);

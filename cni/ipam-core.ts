@@ -2,7 +2,14 @@
 // executable (cni/ipam-plugin.ts, for any CNI main plugin) and in-process by gingham-cni when the
 // network config says `"ipam": {"type": "gingham-ipam"}` (saves one Node start per call).
 import { hostname } from 'node:os';
-import { Allocator, IpamError, NoUsablePoolError, PoolExhaustedError } from '../ipam/allocator.js';
+import {
+  Allocator,
+  type AllocatorMemory,
+  type AllocatorOptions,
+  IpamError,
+  NoUsablePoolError,
+  PoolExhaustedError,
+} from '../ipam/allocator.js';
 import {
   EtcdLite,
   EtcdRequestError,
@@ -36,13 +43,15 @@ export interface IpamContext {
   node: string;
   /** The allocator's last-block hint, kept across calls by a long-lived caller (the agent). */
   lastBlock?: Map<Family, string>;
+  /** The blocks and handles the allocator remembers, kept across calls the same way. */
+  memory?: AllocatorMemory;
 }
 
 function allocatorFor(ctx: IpamContext): Allocator {
-  return new Allocator(
-    ctx.kv,
-    ctx.lastBlock ? { node: ctx.node, lastBlock: ctx.lastBlock } : { node: ctx.node },
-  );
+  const opts: AllocatorOptions = { node: ctx.node };
+  if (ctx.lastBlock) opts.lastBlock = ctx.lastBlock;
+  if (ctx.memory) opts.memory = ctx.memory;
+  return new Allocator(ctx.kv, opts);
 }
 
 function ipamSection(conf: NetConf): GinghamIpamConf {

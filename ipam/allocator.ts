@@ -110,9 +110,24 @@ export interface AllocatorOptions {
    * one Allocator per call, so pools and config are read fresh, but keeps the hint across calls).
    */
   lastBlock?: Map<Family, string>;
+  /**
+   * Where the remembered blocks and handles are kept (see Allocator.known*): shared the same way,
+   * so that the agent's DEL releases what its ADD assigned in one request.
+   */
+  memory?: AllocatorMemory;
 }
 
-interface Versioned<T> {
+/** Blocks and handles at the mod revisions an Allocator last saw them (guesses for its compares). */
+export interface AllocatorMemory {
+  blocks: Map<string, Versioned<Block>>;
+  handles: Map<string, Versioned<Handle> | null>;
+}
+
+export function newAllocatorMemory(): AllocatorMemory {
+  return { blocks: new Map(), handles: new Map() };
+}
+
+export interface Versioned<T> {
   value: T;
   modRevision: bigint;
 }
@@ -194,8 +209,8 @@ export class Allocator {
    * knows a block's content and revision, so the next assignment in that block is one request
    * (the transaction), not a read and a transaction. Another writer's change fails the compare.
    */
-  private readonly knownBlocks = new Map<string, Versioned<Block>>();
-  private readonly knownHandles = new Map<string, Versioned<Handle> | null>();
+  private readonly knownBlocks: Map<string, Versioned<Block>>;
+  private readonly knownHandles: Map<string, Versioned<Handle> | null>;
   /** The handle read by prefetch(), for addressesOf (once). */
   private prefetchedHandle: { handleId: string; value: Versioned<Handle> | null } | undefined;
 
@@ -206,6 +221,9 @@ export class Allocator {
     this.node = opts.node;
     this.maxRetries = opts.maxRetries ?? 100;
     this.lastBlock = opts.lastBlock ?? new Map();
+    const memory = opts.memory ?? newAllocatorMemory();
+    this.knownBlocks = memory.blocks;
+    this.knownHandles = memory.handles;
   }
 
   // ---- reads ------------------------------------------------------------

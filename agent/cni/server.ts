@@ -21,6 +21,7 @@ import type { NetConf } from '../../cni/config.js';
 import { iprouteDataplaneWith, type WorkloadDataplane } from '../../cni/dataplane.js';
 import { CniCode, CniError } from '../../cni/errors.js';
 import { invoke } from '../../cni/skel.js';
+import { newAllocatorMemory } from '../../ipam/allocator.js';
 import type { KvClient } from '../../ipam/etcd-lite.js';
 import type { Family } from '../../lib/ip.js';
 import { WarmBatchRunner } from './warm.js';
@@ -71,6 +72,8 @@ export class CniServer {
   private server: Server | null = null;
   private readonly calls = new Set<Promise<void>>();
   private readonly lastBlock = new Map<Family, string>();
+  /** What the allocator last saw of this node's blocks and handles: a DEL of an ADD made here is one request. */
+  private readonly allocatorMemory = newAllocatorMemory();
   private readonly log: Logger;
   private warm: WarmBatchRunner | null = null;
   private dataplane: WorkloadDataplane | null = null;
@@ -184,6 +187,7 @@ export class CniServer {
       node: (conf) => this.nodeFor(conf),
       open: () => ({ kv: this.opts.kv, release: () => undefined }),
       lastBlock: this.lastBlock,
+      allocatorMemory: this.allocatorMemory,
     };
     if (this.dataplane) ctx.dataplane = this.dataplane;
     if (req.trace) {

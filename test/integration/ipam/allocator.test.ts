@@ -4,7 +4,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { Allocator, NoUsablePoolError, PoolExhaustedError } from '../../../ipam/allocator.js';
+import {
+  Allocator,
+  NoUsablePoolError,
+  newAllocatorMemory,
+  PoolExhaustedError,
+} from '../../../ipam/allocator.js';
 import type { EtcdLite } from '../../../ipam/etcd-lite.js';
 import { affinityKey, blockKey, borrowedAddresses, handleKey, IPAM_PREFIX } from '../../../ipam/model.js';
 import { checkReport, loadSnapshot, showReport } from '../../../ipam/report.js';
@@ -284,6 +289,25 @@ describe('ipam allocator on etcd', { timeout: 180_000 }, () => {
     assert.equal(showReport(snap).pools.find((p) => p.name === 'p4')!.inUse, 2);
     await a.releaseHandle('k1');
     await b.releaseHandle('k4');
+    assert.ok(checkReport(await loadSnapshot(kv)).ok);
+  });
+
+  it('memory kept across Allocators (the agent: one per call): the DEL of an ADD made here is one request', async () => {
+    const c = counting();
+    const memory = newAllocatorMemory();
+    const lastBlock = new Map();
+    const add = new Allocator(c.kv, { node: 'n1', lastBlock, memory });
+    const r = await add.assign({ handleId: 'm1', num4: 1, num6: 0 });
+    await new Allocator(c.kv, { node: 'n1', lastBlock, memory }).assign({ handleId: 'm2', num4: 1, num6: 0 });
+    c.reset();
+    // A new Allocator, as for the next call: handle and block come from the shared memory.
+    assert.deepEqual(await new Allocator(c.kv, { node: 'n1', lastBlock, memory }).releaseHandle('m1'), r.ips);
+    assert.deepEqual([c.requests, c.failed], [1, 0]);
+    // Without the memory the same release reads the handle and the block first (and, as it empties
+    // the block, the node's affinities).
+    c.reset();
+    await new Allocator(c.kv, { node: 'n1', lastBlock }).releaseHandle('m2');
+    assert.deepEqual([c.requests, c.failed], [4, 0]);
     assert.ok(checkReport(await loadSnapshot(kv)).ok);
   });
 
