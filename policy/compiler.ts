@@ -197,6 +197,40 @@ const POLICY_VERDICTS: Verdicts = {
 };
 const PROFILE_VERDICTS: Verdicts = { Allow: [markSet(MARK_ACCEPT), ret()], Deny: [drop()], Pass: [ret()] };
 
+// Sub-expressions every rendered rule repeats, made once and shared by all rules: rules are
+// read-only once rendered (the applier serialises them, the diff compares their text), and 10,000
+// rules × a dozen small objects each was a large part of a full compile's garbage collection.
+const L4PROTO = meta('l4proto');
+const COUNTER = counter();
+const NFPROTO: Record<Family, NftStmt> = {
+  4: match(meta('nfproto'), '==', 'ipv4'),
+  6: match(meta('nfproto'), '==', 'ipv6'),
+};
+const ADDR: Record<Family, Record<'saddr' | 'daddr', NftExpr>> = {
+  4: { saddr: payload('ip', 'saddr'), daddr: payload('ip', 'daddr') },
+  6: { saddr: payload('ip6', 'saddr'), daddr: payload('ip6', 'daddr') },
+};
+const PORT = { sport: payload('th', 'sport'), dport: payload('th', 'dport') };
+const l4protoEq = new Map<number, NftStmt>();
+function protoMatch(n: number): NftStmt {
+  let st = l4protoEq.get(n);
+  if (!st) {
+    st = match(L4PROTO, '==', n);
+    l4protoEq.set(n, st);
+  }
+  return st;
+}
+
+/** One rule side's statements for one family: `common` ones (AND) and lists of alternatives (OR). */
+interface SideOut {
+  common: NftStmt[];
+  /** Does `common` read an address field of the family (so no separate nfproto match is needed)? */
+  commonAddr: boolean;
+  alternatives: Alt[][];
+}
+/** One alternative: its statements, and whether they read an address field of the family. */
+type Alt = { st: NftStmt[]; addr: boolean };
+
 /** One Calico rule → zero or more nft rules (alternatives: per family, per set kind, numeric vs named ports). */
 function renderRule(
   b: Builder,
@@ -215,19 +249,10 @@ function renderRule(
       fams = fams.filter((f) => fs.has(f));
     }
   }
-  const sides: [NEntity, 'saddr' | 'daddr', 'sport' | 'dport'][] = [
-    [r.src, 'saddr', 'sport'],
-    [r.dst, 'daddr', 'dport'],
-  ];
-  const needsAddr = sides.some(
-    ([e]) =>
-      e.nets.length + e.notNets.length + e.namedPorts.length + e.notNamedPorts.length > 0 ||
-      e.match ||
-      e.notMatch,
-  );
+  const needsAddr = sideNeedsAddr(r.src) || sideNeedsAddr(r.dst);
   const variants: (Family | null)[] = !needsAddr && !r.ipVersion && fams.length === 2 ? [null] : fams;
 
-  for (const [e] of sides) {
+  for (const e of [r.src, r.dst]) {
     for (const names of [e.namedPorts, e.notNamedPorts]) {
       if (
         names.length > 0 &&
@@ -245,10 +270,11 @@ function renderRule(
 
   const out: RuleSpec[] = [];
   for (const f of variants) {
-    const common: NftStmt[] = [];
-    if (f !== null && !needsAddr) common.push(match(meta('nfproto'), '==', f === 4 ? 'ipv4' : 'ipv6'));
-    if (r.protocol !== undefined) common.push(match(meta('l4proto'), '==', r.protocol));
-    if (r.notProtocol !== undefined) common.push(match(meta('l4proto'), '!=', r.notProtocol));
+    const o: SideOut = { common: [], commonAddr: false, alternatives: [] };
+    const common = o.common;
+    if (f !== null && !needsAddr) common.push(NFPROTO[f]);
+    if (r.protocol !== undefined) common.push(protoMatch(r.protocol));
+    if (r.notProtocol !== undefined) common.push(match(L4PROTO, '!=', r.notProtocol));
     const icmpProto = r.protocol === 58 ? 'icmpv6' : 'icmp';
     if (r.icmp?.type !== undefined) common.push(match(payload(icmpProto, 'type'), '==', r.icmp.type));
     if (r.icmp?.code !== undefined) common.push(match(payload(icmpProto, 'code'), '==', r.icmp.code));
@@ -261,62 +287,97 @@ function renderRule(
           }),
         );
     }
-    // Alternatives multiply: each list is OR, lists are AND.
-    const alternatives: NftStmt[][][] = [];
-    for (const [e, addrField, portField] of sides) {
-      const addr = f === null ? null : payload(f === 4 ? 'ip' : 'ip6', addrField);
-      if (addr && f !== null) {
-        const nets = e.nets.filter((n) => n.family === f);
-        if (nets.length > 0) common.push(match(addr, '==', prefixSetExpr(nets)));
-        const notNets = e.notNets.filter((n) => n.family === f);
-        if (notNets.length > 0) common.push(match(addr, '!=', prefixSetExpr(notNets)));
-        if (e.notMatch) for (const s of b.selectorSets(e.notMatch, f)) common.push(match(addr, '!=', s));
-        if (e.match) alternatives.push(b.selectorSets(e.match, f).map((s) => [match(addr, '==', s)]));
-      }
-      const port = payload('th', portField);
-      if (e.notPorts.length > 0) common.push(match(port, '!=', portsExpr(e.notPorts)));
-      const portAlts: NftStmt[][] = [];
-      if (e.ports.length > 0) portAlts.push([match(port, '==', portsExpr(e.ports))]);
-      if (addr && f !== null && r.protocol !== undefined) {
-        const key = { concat: [addr, meta('l4proto'), port] };
-        if (e.namedPorts.length > 0)
-          portAlts.push([match(key, '==', b.namedPortSet(e.portScope, e.namedPorts, r.protocol, f))]);
-        if (e.notNamedPorts.length > 0)
-          common.push(match(key, '!=', b.namedPortSet(e.portScope, e.notNamedPorts, r.protocol, f)));
-      }
-      if (portAlts.length > 0) alternatives.push(portAlts);
-    }
-    let combos: NftStmt[][] = [[]];
-    for (const alts of alternatives) combos = combos.flatMap((c) => alts.map((a) => [...c, ...a]));
+    renderSide(b, r, r.src, f, 'saddr', 'sport', o);
+    renderSide(b, r, r.dst, f, 'daddr', 'dport', o);
     const verdict =
       r.action === 'Log'
         ? [{ log: { prefix: `gingham ${comment.slice(0, 20)} ` } } as NftStmt]
         : verdicts[r.action];
-    for (const c of combos) {
-      const body = [...common, ...c];
-      // A family variant with no address match must still be limited to its family.
-      if (f !== null && needsAddr && !body.some((st) => mentionsFamily(st, f))) {
-        body.unshift(match(meta('nfproto'), '==', f === 4 ? 'ipv4' : 'ipv6'));
+    // Alternatives multiply: each list is OR, lists are AND. Combinations in the order of the lists.
+    const emit = (k: number, chosen: Alt[]) => {
+      if (k < o.alternatives.length) {
+        for (const a of o.alternatives[k]!) {
+          chosen.push(a);
+          emit(k + 1, chosen);
+          chosen.pop();
+        }
+        return;
       }
-      out.push({ expr: [...body, counter(), ...verdict], comment });
-    }
+      const expr: NftStmt[] = [];
+      // A family variant with no address match must still be limited to its family.
+      if (f !== null && needsAddr && !o.commonAddr && !chosen.some((a) => a.addr)) expr.push(NFPROTO[f]);
+      for (const st of common) expr.push(st);
+      for (const a of chosen) for (const st of a.st) expr.push(st);
+      expr.push(COUNTER);
+      for (const st of verdict) expr.push(st);
+      out.push({ expr, comment });
+    };
+    emit(0, []);
   }
   return out;
 }
 
-/** Does a statement read an IPv4 (`ip`) or IPv6 (`ip6`) header field? (Walks the expression; no JSON.) */
-function mentionsFamily(st: NftStmt, f: Family): boolean {
-  const proto = f === 4 ? 'ip' : 'ip6';
-  const walk = (x: unknown): boolean => {
-    if (x === null || typeof x !== 'object') return false;
-    if (Array.isArray(x)) return x.some(walk);
-    const o = x as Record<string, unknown>;
-    const pl = o.payload as { protocol?: string } | undefined;
-    if (pl && typeof pl === 'object' && pl.protocol === proto) return true;
-    for (const k in o) if (walk(o[k])) return true;
-    return false;
-  };
-  return walk(st);
+function sideNeedsAddr(e: NEntity): boolean {
+  return (
+    e.nets.length + e.notNets.length + e.namedPorts.length + e.notNamedPorts.length > 0 ||
+    e.match !== undefined ||
+    e.notMatch !== undefined
+  );
+}
+
+/** One side (source or destination) of a rule for one family variant, into `o`. */
+function renderSide(
+  b: Builder,
+  r: NRule,
+  e: NEntity,
+  f: Family | null,
+  addrField: 'saddr' | 'daddr',
+  portField: 'sport' | 'dport',
+  o: SideOut,
+): void {
+  const common = o.common;
+  const addr = f === null ? null : ADDR[f][addrField];
+  if (addr && f !== null) {
+    const nets = e.nets.length > 0 ? e.nets.filter((n) => n.family === f) : e.nets;
+    if (nets.length > 0) {
+      common.push(match(addr, '==', prefixSetExpr(nets)));
+      o.commonAddr = true;
+    }
+    const notNets = e.notNets.length > 0 ? e.notNets.filter((n) => n.family === f) : e.notNets;
+    if (notNets.length > 0) {
+      common.push(match(addr, '!=', prefixSetExpr(notNets)));
+      o.commonAddr = true;
+    }
+    if (e.notMatch) {
+      for (const s of b.selectorSets(e.notMatch, f)) {
+        common.push(match(addr, '!=', s));
+        o.commonAddr = true;
+      }
+    }
+    if (e.match) {
+      const sets = b.selectorSets(e.match, f);
+      const alts: Alt[] = [];
+      for (const s of sets) alts.push({ st: [match(addr, '==', s)], addr: true });
+      o.alternatives.push(alts);
+    }
+  }
+  const port = PORT[portField];
+  if (e.notPorts.length > 0) common.push(match(port, '!=', portsExpr(e.notPorts)));
+  const portAlts: Alt[] = [];
+  if (e.ports.length > 0) portAlts.push({ st: [match(port, '==', portsExpr(e.ports))], addr: false });
+  if (addr && f !== null && r.protocol !== undefined) {
+    const key = { concat: [addr, L4PROTO, port] };
+    if (e.namedPorts.length > 0)
+      portAlts.push({
+        st: [match(key, '==', b.namedPortSet(e.portScope, e.namedPorts, r.protocol, f))],
+        addr: true,
+      });
+    if (e.notNamedPorts.length > 0) {
+      common.push(match(key, '!=', b.namedPortSet(e.portScope, e.notNamedPorts, r.protocol, f)));
+      o.commonAddr = true;
+    }
+  }
+  if (portAlts.length > 0) o.alternatives.push(portAlts);
 }
 
 type Replay =
@@ -434,6 +495,14 @@ function failsafeRules(dir: Direction): RuleSpec[] {
  * that apply, so equal signatures give the very same rules array, which the diff skips cheaply.
  */
 const endpointChainMemo = new Map<string, RuleSpec[]>();
+
+/**
+ * Forgets the endpoint chains rendered so far (the other memos are keyed by objects and go with
+ * them), so that the next compile starts as cold as an agent's first: for measurements.
+ */
+export function forgetRenderedChains(): void {
+  endpointChainMemo.clear();
+}
 
 /** A policy or profile chain an endpoint chain jumps to. */
 type Use =

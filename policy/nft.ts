@@ -151,8 +151,8 @@ export function prefixSetExpr(ps: readonly Prefix[]): NftExpr {
 
 /** nft limits comments to 128 bytes. */
 export function clipComment(s: string): string {
-  const b = Buffer.from(s);
-  if (b.length <= 128) return s;
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: short comments (nearly all) need no encoding.
+  if (s.length <= 42 || Buffer.byteLength(s) <= 128) return s;
   let out = s;
   while (Buffer.byteLength(out) > 125) out = out.slice(0, -1);
   return `${out}...`;
@@ -221,15 +221,22 @@ export function contentCommands(rs: NftRuleset): NftCommand[] {
  * unchanged 26k-rule table re-serialises only the set elements.
  */
 export function fullReplaceJson(rs: NftRuleset): string {
-  const parts: string[] = [];
-  const push = (c: NftCommand) => parts.push(JSON.stringify(c));
+  let out = '';
+  for (const piece of fullReplaceChunks(rs)) out += piece;
+  return out;
+}
+
+/**
+ * The text of `fullReplaceJson(rs)` in pieces (one per command group), made lazily: the applier
+ * writes each piece to nft while it makes the next, so nft parses while the text is being made.
+ */
+export function* fullReplaceChunks(rs: NftRuleset): Generator<string, void, undefined> {
   const t = tableObj(rs);
-  push({ add: { table: t } });
-  push({ delete: { table: t } });
-  push({ add: { table: t } });
-  for (const c of rs.chains.values()) push({ add: { chain: chainObj(rs, c) } });
-  for (const st of rs.sets.values()) push({ add: { set: setObj(rs, st, true) } });
-  for (const m of rs.maps.values()) push({ add: { map: mapObj(rs, m, true) } });
+  const add = JSON.stringify({ add: { table: t } });
+  yield `{"nftables":[${add},${JSON.stringify({ delete: { table: t } })},${add}`;
+  for (const c of rs.chains.values()) yield `,${JSON.stringify({ add: { chain: chainObj(rs, c) } })}`;
+  for (const st of rs.sets.values()) yield `,${JSON.stringify({ add: { set: setObj(rs, st, true) } })}`;
+  for (const m of rs.maps.values()) yield `,${JSON.stringify({ add: { map: mapObj(rs, m, true) } })}`;
   for (const c of rs.chains.values()) {
     if (c.rules.length === 0) continue;
     let hit = rulesJson.get(c.rules);
@@ -242,9 +249,9 @@ export function fullReplaceJson(rs: NftRuleset): string {
       };
       rulesJson.set(c.rules, hit);
     }
-    parts.push(hit.text);
+    yield `,${hit.text}`;
   }
-  return `{"nftables":[${parts.join(',')}]}`;
+  yield ']}';
 }
 
 /** Serialised rule commands by rules array (rules arrays are never mutated once in a ruleset). */
