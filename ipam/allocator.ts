@@ -47,9 +47,9 @@ import {
   IPAM_CONFIG_KEY,
   type IpamConfig,
   ipamConfigFrom,
-  matchNodeSelector,
   POOLS_PREFIX,
   type PoolInfo,
+  poolSelectsNode,
   poolsFrom,
   readIpamConfig,
   readNodeLabels,
@@ -345,7 +345,7 @@ export class Allocator {
     }
     if (chosen.some((p) => p.nodeSelector.trim() !== 'all()' && p.nodeSelector.trim() !== '')) {
       const labels = (await readNodeLabels(this.kv, this.node)) ?? { 'projectcalico.org/name': this.node };
-      chosen = chosen.filter((p) => matchNodeSelector(p.nodeSelector, labels));
+      chosen = chosen.filter((p) => poolSelectsNode(p, labels));
     }
     return chosen;
   }

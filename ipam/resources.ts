@@ -2,6 +2,7 @@
 // through a KvClient. Parsing is deliberately light (no zod): this runs in every CNI call, and the
 // store has already validated what it wrote.
 import { type Family, type Prefix, parsePrefix } from '../lib/ip.js';
+import { Selector } from '../policy/selector.js';
 import { kindPrefix, resourceKeyPath } from '../store/kinds.js';
 import type { KeyValue, KvClient } from './etcd-lite.js';
 
@@ -28,12 +29,15 @@ export const DEFAULT_IPAM_CONFIG: IpamConfig = {
   autoAllocateBlocks: true,
 };
 
-export class SelectorUnsupportedError extends Error {
-  constructor(readonly selector: string) {
-    super(
-      `pool nodeSelector "${selector}" is not supported by IPAM (use all(), has(k), !has(k), k == 'v', k != 'v', k in {...} joined by &&)`,
-    );
-    this.name = 'SelectorUnsupportedError';
+/** A pool's nodeSelector that does not parse (the store validates it at apply; this is for what got past). */
+export class NodeSelectorError extends Error {
+  constructor(
+    readonly pool: string,
+    readonly selector: string,
+    why: string,
+  ) {
+    super(`IPPool ${pool}: nodeSelector "${selector}" is invalid: ${why}`);
+    this.name = 'NodeSelectorError';
   }
 }
 
@@ -116,27 +120,18 @@ export async function listNodeNames(kv: KvClient): Promise<Set<string>> {
 }
 
 /**
- * Evaluates the conjunctive subset of Calico's selector language that pool nodeSelectors use in
- * practice. Anything else throws SelectorUnsupportedError rather than guessing.
+ * Whether a node with `labels` may use `pool`: its nodeSelector in Calico's whole selector language
+ * (the parser policies use, policy/selector.ts).
  */
-export function matchNodeSelector(selector: string, labels: Record<string, string>): boolean {
-  const s = selector.trim();
-  if (s === '' || s === 'all()') return true;
-  return s.split('&&').every((raw) => {
-    const t = raw.trim();
-    let m = /^has\(\s*([\w./-]+)\s*\)$/.exec(t);
-    if (m) return m[1]! in labels;
-    m = /^!\s*has\(\s*([\w./-]+)\s*\)$/.exec(t);
-    if (m) return !(m[1]! in labels);
-    m = /^([\w./-]+)\s*(==|!=)\s*(['"])([^'"]*)\3$/.exec(t);
-    if (m) return (labels[m[1]!] === m[4]) === (m[2] === '==');
-    m = /^([\w./-]+)\s+(not\s+)?in\s*\{(.*)\}$/.exec(t);
-    if (m) {
-      const values = [...m[3]!.matchAll(/(['"])(.*?)\1/g)].map((x) => x[2]);
-      const inSet = labels[m[1]!] !== undefined && values.includes(labels[m[1]!]);
-      return m[2] ? !inSet : inSet;
-    }
-    if (t === 'all()') return true;
-    throw new SelectorUnsupportedError(selector);
-  });
+export function poolSelectsNode(
+  pool: Pick<PoolInfo, 'name' | 'nodeSelector'>,
+  labels: Record<string, string>,
+): boolean {
+  let selector: Selector;
+  try {
+    selector = Selector.of(pool.nodeSelector);
+  } catch (e) {
+    throw new NodeSelectorError(pool.name, pool.nodeSelector, (e as Error).message);
+  }
+  return selector.matches({ labels });
 }

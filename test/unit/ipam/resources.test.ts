@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { matchNodeSelector, parsePool, SelectorUnsupportedError } from '../../../ipam/resources.js';
+import { NodeSelectorError, parsePool, poolSelectsNode } from '../../../ipam/resources.js';
 
 describe('ipam resources', () => {
   it('reads pools with Calico defaults', () => {
@@ -12,16 +12,28 @@ describe('ipam resources', () => {
     assert.equal(parsePool({ metadata: { name: 'x' }, spec: { cidr: 'bogus' } }), null);
   });
 
-  it('evaluates the node selectors pools use', () => {
+  it('evaluates pool node selectors in the whole selector language', () => {
     const labels = { zone: 'a', rack: 'r1', 'projectcalico.org/name': 'n1' };
-    assert.ok(matchNodeSelector('all()', labels));
-    assert.ok(matchNodeSelector("zone == 'a'", labels));
-    assert.ok(!matchNodeSelector("zone != 'a'", labels));
-    assert.ok(matchNodeSelector('has(rack) && zone == "a"', labels));
-    assert.ok(!matchNodeSelector('!has(rack)', labels));
-    assert.ok(matchNodeSelector("zone in {'a', 'b'}", labels));
-    assert.ok(!matchNodeSelector("zone not in {'a'}", labels));
-    assert.ok(matchNodeSelector("projectcalico.org/name == 'n1'", labels));
-    assert.throws(() => matchNodeSelector("zone == 'a' || rack == 'r1'", labels), SelectorUnsupportedError);
+    const sel = (nodeSelector: string) => poolSelectsNode({ name: 'p', nodeSelector }, labels);
+    assert.ok(sel('all()'));
+    assert.ok(sel(''));
+    assert.ok(sel("zone == 'a'"));
+    assert.ok(!sel("zone != 'a'"));
+    assert.ok(sel('has(rack) && zone == "a"'));
+    assert.ok(!sel('!has(rack)'));
+    assert.ok(sel("zone in {'a', 'b'}"));
+    assert.ok(!sel("zone not in {'a'}"));
+    assert.ok(sel("projectcalico.org/name == 'n1'"));
+    // Beyond conjunctions: || , ! and parentheses, string operators.
+    assert.ok(sel("zone == 'b' || rack == 'r1'"));
+    assert.ok(!sel("zone == 'b' || (rack == 'r1' && !has(zone))"));
+    assert.ok(sel("rack starts with 'r' && zone contains 'a'"));
+    assert.ok(sel("!(zone == 'b')"));
+    assert.throws(
+      () => sel("zone == 'a' &&"),
+      (e: unknown) =>
+        e instanceof NodeSelectorError &&
+        /IPPool p: nodeSelector "zone == 'a' &&" is invalid/.test(e.message),
+    );
   });
 });
