@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 APT_PACKAGES := etcd-server etcd-client nftables iproute2 bird2 gobgpd frr iperf3 \
 	podman runc containernetworking-plugins busybox-static iputils-ping gcc libc6-dev
-# A command per package proves it is installed without asking dpkg for each one.
+# A command (or file) per package proves it is installed without asking dpkg for each one.
 # (gcc and libc6-dev build gingham-cni, the CNI plugin's small static C client.)
 APT_PROBES := etcd etcdctl nft ip bird gobgpd /usr/lib/frr/bgpd iperf3 podman runc \
 	/usr/lib/cni/host-local /bin/busybox ping cc /usr/include/stdio.h
@@ -16,7 +16,7 @@ all: build
 deps: apt npm
 
 apt:
-	@missing=0; for p in $(APT_PROBES); do command -v $$p >/dev/null 2>&1 || [ -x $$p ] || missing=1; done; \
+	@missing=0; for p in $(APT_PROBES); do command -v $$p >/dev/null 2>&1 || [ -e $$p ] || missing=1; done; \
 	if [ $$missing = 1 ]; then \
 		echo "installing Debian packages: $(APT_PACKAGES)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
