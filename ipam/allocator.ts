@@ -445,6 +445,14 @@ export class Allocator {
       }
       await backOff(failedInARow, attempt);
       const want = n - out.length;
+      // One compare-and-swap in an existing block; a failed one counts towards the back-off.
+      const assignIn = async (b: Versioned<Block>): Promise<void> => {
+        const r = await this.commitAssign(b, want, handleId, secondary);
+        if (r.ok) {
+          out.push(...r.got);
+          failedInARow = 0;
+        } else failedInARow++;
+      };
       // 1. Blocks this node owns.
       // The last block that had room is tried first, before listing affinities again: for a
       // long-lived allocator (the agent, a benchmark) that saves a round trip per address. When
@@ -454,11 +462,7 @@ export class Allocator {
       if (hint && inPools(hint)) {
         const b = this.knownBlocks.get(hint) ?? (await this.readBlock(hint));
         if (mine(b)) {
-          const r = await this.commitAssign(b, want, handleId, secondary);
-          if (r.ok) {
-            out.push(...r.got);
-            failedInARow = 0;
-          } else failedInARow++;
+          await assignIn(b);
           continue;
         }
         this.lastBlock.delete(family);
@@ -473,11 +477,7 @@ export class Allocator {
         if (!mine(b)) continue;
         // The hint from now on: after a conflict the retry goes straight to the state read back.
         this.lastBlock.set(family, cidr);
-        const r = await this.commitAssign(b, want, handleId, secondary);
-        if (r.ok) {
-          out.push(...r.got);
-          failedInARow = 0;
-        } else failedInARow++;
+        await assignIn(b);
         tried = true;
         break;
       }
@@ -512,11 +512,7 @@ export class Allocator {
         if (candidates.length > 0) {
           // Start at a random candidate so concurrent borrowers spread out.
           const b = candidates[Math.floor(Math.random() * candidates.length)]!;
-          const r = await this.commitAssign(b, want, handleId, secondary);
-          if (r.ok) {
-            out.push(...r.got);
-            failedInARow = 0;
-          } else failedInARow++;
+          await assignIn(b);
           continue;
         }
       }
