@@ -5,8 +5,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { newBlock } from '../../../ipam/block.js';
+import { affinityFor, affinityKey, blockKey, serializeBlock } from '../../../ipam/model.js';
 import { HOST_SIDE_MAC, hostVethName } from '../../../lib/constants.js';
-import { type EtcdStore, openStore } from '../../../store/index.js';
+import { type EtcdStore, openStore, type Resource } from '../../../store/index.js';
 import { type EtcdInstance, startEtcd } from '../../harness/etcd.js';
 import { Netns, uniqueName, vethBetween } from '../../harness/netns.js';
 
@@ -197,6 +199,14 @@ export function ownRoutes(
   return JSON.parse(ns.ip(`-${family}`, '-j', 'route', 'show', 'proto', '80') || '[]');
 }
 
+/** Packets sent by link `dev` in `ns` (its tx counter): whether traffic went through a tunnel. */
+export function txPackets(ns: Netns, dev: string): number {
+  const [l] = JSON.parse(ns.ip('-j', '-s', 'link', 'show', dev)) as Array<{
+    stats64: { tx: { packets: number } };
+  }>;
+  return l!.stats64.tx.packets;
+}
+
 export function ping(from: Netns, to: string): boolean {
   try {
     // No ping binary on these machines: a raw-socket ICMP echo in Python.
@@ -205,6 +215,66 @@ export function ping(from: Netns, to: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * What a fixture has made, undone last-made-first by close(). Every undo runs even when an earlier
+ * one throws, so one stuck piece does not leak the namespaces and processes behind it.
+ */
+export class Made {
+  private readonly undo: Array<() => unknown> = [];
+
+  /** Registers how to undo `x`, just made, and returns it. */
+  keep<T>(x: T, undo: (x: T) => unknown): T {
+    this.undo.push(() => undo(x));
+    return x;
+  }
+
+  netns(prefix: string): Netns {
+    return this.keep(Netns.create(prefix), (n) => n.destroy());
+  }
+
+  async close(): Promise<void> {
+    const failed: unknown[] = [];
+    for (const u of this.undo.splice(0).reverse()) {
+      try {
+        await u();
+      } catch (e) {
+        failed.push(e);
+      }
+    }
+    if (failed.length > 0) throw new AggregateError(failed, 'test fixture teardown failed');
+  }
+}
+
+/** Runs `build`; its result gains close(). A failure half-way undoes what was made, then rethrows. */
+export async function buildFixture<T>(
+  build: (made: Made) => Promise<T>,
+): Promise<T & { close(): Promise<void> }> {
+  const made = new Made();
+  try {
+    return { ...(await build(made)), close: () => made.close() };
+  } catch (e) {
+    try {
+      await made.close();
+    } catch (teardown) {
+      throw new AggregateError([e, teardown], 'test fixture setup failed, and so did its teardown');
+    }
+    throw e;
+  }
+}
+
+/** etcd on the host, the unix socket that node namespaces reach it through, and a store client. */
+async function startEtcdParts(made: Made): Promise<Pick<NodeWorld, 'etcd' | 'sock' | 'store'>> {
+  const etcd = made.keep(await startEtcd(), (x) => x.destroy());
+  const sock = made.keep(await etcdSocket(etcd.endpoint), (x) => x.close());
+  const store = made.keep(await openStore({ endpoints: [etcd.endpoint] }), (x) => x.close());
+  return { etcd, sock, store };
+}
+
+/** etcd 127.0.0.1:2379 inside `ns` (etcdInNetns), killed on teardown. */
+async function etcdInNetnsKept(made: Made, ns: Netns, sockPath: string): Promise<ChildProcess> {
+  return made.keep(await etcdInNetns(ns, sockPath), (p) => p.kill());
 }
 
 /** etcd on the host, a store client, and one node namespace on a fabric that reaches that etcd. */
@@ -222,39 +292,183 @@ export interface NodeWorld {
   close(): Promise<void>;
 }
 
+type NodeWorldOptions = { defaultRoute?: boolean; addresses?: { node: string; fabric: string } };
+
+async function buildNodeWorld(
+  made: Made,
+  names: { node: string; fabric: string },
+  opts: NodeWorldOptions,
+): Promise<Omit<NodeWorld, 'close'>> {
+  const addr = opts.addresses ?? { node: '192.168.100.1/24', fabric: '192.168.100.254/24' };
+  const parts = await startEtcdParts(made);
+  const node = made.netns(names.node);
+  const fabric = made.netns(names.fabric);
+  vethBetween(node, 'eth0', fabric, 'up0');
+  node.ip('addr', 'add', addr.node, 'dev', 'eth0');
+  fabric.ip('addr', 'add', addr.fabric, 'dev', 'up0');
+  if (opts.defaultRoute) node.ip('route', 'add', 'default', 'via', addr.fabric.split('/')[0]!);
+  const fwd = await etcdInNetnsKept(made, node, parts.sock.path);
+  return { ...parts, node, fabric, fwd };
+}
+
 /**
  * The single-node world most agent tests start from. `names`: prefixes of the node and fabric
  * namespaces. A failure half-way tears down what was made before it rethrows.
  */
-export async function startNodeWorld(
+export function startNodeWorld(
   names: { node: string; fabric: string },
-  opts: { defaultRoute?: boolean; addresses?: { node: string; fabric: string } } = {},
+  opts: NodeWorldOptions = {},
 ): Promise<NodeWorld> {
-  const addr = opts.addresses ?? { node: '192.168.100.1/24', fabric: '192.168.100.254/24' };
-  const made: Partial<Omit<NodeWorld, 'close'>> = {};
-  const close = async (): Promise<void> => {
-    made.fwd?.kill();
-    await made.store?.close();
-    await made.sock?.close();
-    await made.etcd?.destroy();
-    for (const n of [made.node, made.fabric]) n?.destroy();
-  };
-  try {
-    made.etcd = await startEtcd();
-    made.sock = await etcdSocket(made.etcd.endpoint);
-    made.store = await openStore({ endpoints: [made.etcd.endpoint] });
-    const node = Netns.create(names.node);
-    made.node = node;
-    const fabric = Netns.create(names.fabric);
-    made.fabric = fabric;
-    vethBetween(node, 'eth0', fabric, 'up0');
-    node.ip('addr', 'add', addr.node, 'dev', 'eth0');
-    fabric.ip('addr', 'add', addr.fabric, 'dev', 'up0');
-    if (opts.defaultRoute) node.ip('route', 'add', 'default', 'via', addr.fabric.split('/')[0]!);
-    made.fwd = await etcdInNetns(node, made.sock.path);
-    return { ...(made as Omit<NodeWorld, 'close'>), close };
-  } catch (e) {
-    await close();
-    throw e;
-  }
+  return buildFixture((made) => buildNodeWorld(made, names, opts));
+}
+
+/** An IPPool resource, for store.apply. */
+export function ipPool(name: string, spec: { cidr: string } & Record<string, unknown>): Resource {
+  return { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name }, spec };
+}
+
+/** A pod as the CNI plugin and IPAM leave it: wired, its node's block, its WorkloadEndpoint. */
+export interface Pod {
+  /** The pod's namespace. */
+  ns: Netns;
+  workload: Workload;
+}
+
+/**
+ * Wires pod `name` (IPv4 or IPv6 `ip`) into `node` as addWorkload does, writes `block` affine to
+ * `nodeName` (the block and its confirmed affinity) and the pod's WorkloadEndpoint in namespace
+ * default. The pod's namespace is torn down with the fixture.
+ */
+async function addPod(
+  made: Made,
+  store: EtcdStore,
+  node: { ns: Netns; name: string },
+  pod: { nsPrefix: string; name: string; ip: string; block: string; profiles?: string[] },
+): Promise<Pod> {
+  const v6 = pod.ip.includes(':');
+  const ns = made.netns(pod.nsPrefix);
+  const workload = v6
+    ? addWorkload(node.ns, ns, `default.${pod.name}`, '', { ip6: pod.ip })
+    : addWorkload(node.ns, ns, `default.${pod.name}`, pod.ip);
+  await store.kvPut(blockKey(pod.block), serializeBlock(newBlock(pod.block, affinityFor(node.name))));
+  await store.kvPut(
+    affinityKey(node.name, pod.block),
+    JSON.stringify({ state: 'confirmed', deleted: false }),
+  );
+  await store.apply({
+    apiVersion: 'projectcalico.org/v3',
+    kind: 'WorkloadEndpoint',
+    metadata: { name: pod.name, namespace: 'default' },
+    spec: {
+      node: node.name,
+      interfaceName: workload.hostIf,
+      ipNetworks: [`${pod.ip}/${v6 ? 128 : 32}`],
+      mac: workload.mac,
+      ...(pod.profiles ? { profiles: pod.profiles } : {}),
+    },
+  });
+  return { ns, workload };
+}
+
+/** startNodeWorld with one pod (allowed everything by its namespace's profile) and the agent. */
+export interface PodWorld extends NodeWorld {
+  nodeName: string;
+  pod: Pod;
+  agent: AgentProc;
+}
+
+/**
+ * The node world (default route via the fabric) with `pool`, the kns.default Profile allowing all,
+ * one pod in `block` under that profile, and the node's agent (stopped first on close()).
+ */
+export function startPodWorld(
+  names: { node: string; fabric: string; pod: string },
+  o: {
+    nodeName: string;
+    pool: Resource;
+    pod: { name: string; ip: string; block: string };
+    agent?: Parameters<typeof agentArgs>[1];
+  },
+): Promise<PodWorld> {
+  return buildFixture(async (made) => {
+    const world = await buildNodeWorld(made, names, { defaultRoute: true });
+    const { store, node } = world;
+    await store.apply(o.pool);
+    await store.apply({
+      apiVersion: 'projectcalico.org/v3',
+      kind: 'Profile',
+      metadata: { name: 'kns.default' },
+      spec: { ingress: [{ action: 'Allow' }], egress: [{ action: 'Allow' }] },
+    });
+    const pod = await addPod(
+      made,
+      store,
+      { ns: node, name: o.nodeName },
+      { nsPrefix: names.pod, ...o.pod, profiles: ['kns.default'] },
+    );
+    const agent = made.keep(startAgent(node, agentArgs(o.nodeName, o.agent)), (a) => a.kill());
+    return { ...world, nodeName: o.nodeName, pod, agent };
+  });
+}
+
+/** A node of startNodesWorld, as the test describes it. */
+export interface NodeSpec {
+  name: string;
+  /** This node's block, affine to it; its pod's address is in it. */
+  block: string;
+  /** IPv4 or IPv6. */
+  podIp: string;
+}
+
+/** A node of startNodesWorld as made: its namespace, its pod, its agent. */
+export type WorldNode<N extends NodeSpec> = N & { ns: Netns; pod: Pod; agent: AgentProc };
+
+/** What startNodesWorld made; close() stops the agents, then tears down the rest. */
+export interface NodesWorld<N extends NodeSpec> extends Pick<NodeWorld, 'etcd' | 'sock' | 'store'> {
+  nodes: Array<WorldNode<N>>;
+  close(): Promise<void>;
+}
+
+/**
+ * The multi-node sibling of startNodeWorld: etcd as there and `pool`; a namespace per node (prefix
+ * `names.node`), joined and addressed by `wire` (which makes any other namespace it needs through
+ * `netns`, torn down with the rest); then on each node etcd's forwarder, one pod `pod-<node name>`
+ * in the node's affine block, and its agent (`agent` options; policy off, route refresh 5 s by
+ * default). A failure half-way tears down what was made before it rethrows.
+ */
+export function startNodesWorld<N extends NodeSpec>(
+  names: { node: string; pod: string },
+  o: {
+    nodes: N[];
+    pool: Resource;
+    wire(nodes: Array<N & { ns: Netns }>, netns: (prefix: string) => Netns): void;
+    agent?: Parameters<typeof agentArgs>[1];
+  },
+): Promise<NodesWorld<N>> {
+  return buildFixture(async (made) => {
+    const parts = await startEtcdParts(made);
+    await parts.store.apply(o.pool);
+    const wired = o.nodes.map((n) => ({ ...n, ns: made.netns(names.node) }));
+    o.wire(wired, (prefix) => made.netns(prefix));
+    const withPods: Array<N & { ns: Netns; pod: Pod }> = [];
+    for (const n of wired) {
+      await etcdInNetnsKept(made, n.ns, parts.sock.path);
+      const pod = await addPod(made, parts.store, n, {
+        nsPrefix: names.pod,
+        name: `pod-${n.name}`,
+        ip: n.podIp,
+        block: n.block,
+      });
+      withPods.push({ ...n, pod });
+    }
+    const args = { policy: 'off', refreshSec: 5, ...o.agent } as const;
+    // Stopped together, before anything they use goes.
+    const agents = made.keep([] as AgentProc[], (as) => Promise.all(as.map((a) => a.kill())));
+    const nodes = withPods.map((n) => {
+      const agent = startAgent(n.ns, agentArgs(n.name, args));
+      agents.push(agent);
+      return { ...n, agent };
+    });
+    return { ...parts, nodes };
+  });
 }

@@ -2,81 +2,32 @@
 // thread and its NftApplier creates the `inet gingham` table in the node namespace, while routes
 // are programmed as usual.
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { newBlock } from '../../../ipam/block.js';
-import { affinityFor, blockKey, serializeBlock } from '../../../ipam/model.js';
-import { type EtcdStore, openStore } from '../../../store/index.js';
-import { type EtcdInstance, startEtcd } from '../../harness/etcd.js';
-import { isRoot, Netns, vethBetween } from '../../harness/netns.js';
-import {
-  type AgentProc,
-  addWorkload,
-  agentArgs,
-  etcdInNetns,
-  etcdSocket,
-  ownRoutes,
-  startAgent,
-  waitFor,
-} from './helpers.js';
+import { isRoot, type Netns } from '../../harness/netns.js';
+import { type AgentProc, ipPool, ownRoutes, type PodWorld, startPodWorld, waitFor } from './helpers.js';
 
 const skip = !isRoot() ? 'needs root' : false;
 
 describe('agent: policy seam (nftables through policy/)', { skip, timeout: 60_000 }, () => {
-  let etcd: EtcdInstance;
-  let sock: Awaited<ReturnType<typeof etcdSocket>>;
-  let store: EtcdStore;
+  let world: PodWorld | undefined;
   let node: Netns;
-  let peer: Netns;
-  let ws: Netns;
-  let fwd: ChildProcess;
   let agent: AgentProc;
-  const nodeName = `pol-${process.pid}`;
 
   before(async () => {
-    etcd = await startEtcd();
-    sock = await etcdSocket(etcd.endpoint);
-    store = await openStore({ endpoints: [etcd.endpoint] });
-    node = Netns.create('gpn');
-    peer = Netns.create('gpp');
-    vethBetween(node, 'eth0', peer, 'up0');
-    node.ip('addr', 'add', '192.168.100.1/24', 'dev', 'eth0');
-    node.ip('route', 'add', 'default', 'via', '192.168.100.254');
-    fwd = await etcdInNetns(node, sock.path);
-    ws = Netns.create('gpw');
-    const w = addWorkload(node, ws, 'default.pw', '10.65.0.9');
-    await store.apply({
-      apiVersion: 'projectcalico.org/v3',
-      kind: 'IPPool',
-      metadata: { name: 'p' },
-      spec: { cidr: '10.65.0.0/16', natOutgoing: true },
-    });
-    await store.kvPut(
-      blockKey('10.65.0.0/26'),
-      serializeBlock(newBlock('10.65.0.0/26', affinityFor(nodeName))),
-    );
-    await store.apply({
-      apiVersion: 'projectcalico.org/v3',
-      kind: 'WorkloadEndpoint',
-      metadata: { name: 'pw', namespace: 'default' },
-      spec: {
-        node: nodeName,
-        interfaceName: w.hostIf,
-        ipNetworks: [`${w.ip}/32`],
-        mac: w.mac,
-        profiles: ['kns.default'],
+    world = await startPodWorld(
+      { node: 'gpn', fabric: 'gpp', pod: 'gpw' },
+      {
+        nodeName: `pol-${process.pid}`,
+        pool: ipPool('p', { cidr: '10.65.0.0/16', natOutgoing: true }),
+        pod: { name: 'pw', ip: '10.65.0.9', block: '10.65.0.0/26' },
+        agent: { policy: 'on' },
       },
-    });
-    agent = startAgent(node, agentArgs(nodeName, { policy: 'on' }));
+    );
+    ({ node, agent } = world);
   });
 
   after(async () => {
-    await agent?.kill();
-    fwd?.kill();
-    await store?.close();
-    await sock?.close();
-    await etcd?.destroy();
-    for (const n of [node, peer, ws]) n?.destroy();
+    await world?.close();
   });
 
   it('creates the inet gingham table from a worker thread, routes unaffected', async () => {

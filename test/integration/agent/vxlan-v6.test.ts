@@ -4,41 +4,25 @@
 // other's tunnel address onlink, with the FDB entry and permanent neighbour for its VTEP. Pod
 // traffic between the nodes is checked end to end and by the device counters.
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { VXLAN_DEVICE_V6 } from '../../../agent/calc/desired.js';
-import { newBlock } from '../../../ipam/block.js';
-import { affinityFor, affinityKey, blockKey, handleKey, serializeBlock } from '../../../ipam/model.js';
-import { type EtcdStore, openStore } from '../../../store/index.js';
-import { type EtcdInstance, startEtcd } from '../../harness/etcd.js';
-import { isRoot, Netns, uniqueName, vethBetween } from '../../harness/netns.js';
-import {
-  type AgentProc,
-  addWorkload,
-  agentArgs,
-  etcdInNetns,
-  etcdSocket,
-  ownRoutes,
-  ping,
-  startAgent,
-  type Workload,
-  waitFor,
-} from './helpers.js';
+import { handleKey } from '../../../ipam/model.js';
+import type { EtcdStore } from '../../../store/index.js';
+import { isRoot, uniqueName, vethBetween } from '../../harness/netns.js';
+import { ipPool, type NodesWorld, ownRoutes, ping, startNodesWorld, txPackets, waitFor } from './helpers.js';
 
 const skip = !isRoot() ? 'needs root' : false;
 
 interface TestNode {
   name: string;
-  ns: Netns;
   ip4: string;
   ip6: string;
   block: string;
   podIp: string;
-  pod?: Workload;
-  podNs?: Netns;
-  fwd?: ChildProcess;
-  agent?: AgentProc;
 }
+
+/** A node as the world made it: TestNode with its namespace, pod and agent. */
+type RunningNode = NodesWorld<TestNode>['nodes'][number];
 
 interface NodeSpecV6 {
   ipv6VXLANTunnelAddr?: string;
@@ -46,87 +30,50 @@ interface NodeSpecV6 {
   bgp?: { ipv6Address?: string };
 }
 
-function vxlan6Tx(ns: Netns): number {
-  const [l] = JSON.parse(ns.ip('-j', '-s', 'link', 'show', VXLAN_DEVICE_V6)) as Array<{
-    stats64: { tx: { packets: number } };
-  }>;
-  return l!.stats64.tx.packets;
-}
-
 describe('agent: IPv6 VXLAN between two nodes', { skip, timeout: 120_000 }, () => {
-  let etcd: EtcdInstance;
-  let sock: Awaited<ReturnType<typeof etcdSocket>>;
+  let world: NodesWorld<TestNode> | undefined;
   let store: EtcdStore;
+  let nodes: RunningNode[];
+  let A: RunningNode;
+  let B: RunningNode;
   const tag = uniqueName('');
-  const nodes: TestNode[] = [
-    {
-      name: `a6-${tag}`,
-      ns: null!,
-      ip4: '192.168.60.1/24',
-      ip6: 'fd10:60::1/64',
-      block: 'fd00:65:0:1::/122',
-      podIp: 'fd00:65:0:1::5',
-    },
-    {
-      name: `b6-${tag}`,
-      ns: null!,
-      ip4: '192.168.60.2/24',
-      ip6: 'fd10:60::2/64',
-      block: 'fd00:65:0:2::/122',
-      podIp: 'fd00:65:0:2::5',
-    },
-  ];
-  const [A, B] = nodes as [TestNode, TestNode];
+  /** Node i on 192.168.60.i/24 and fd10:60::i/64; block fd00:65:0:i::/122, its pod ::5 in it. */
+  const node = (i: number, prefix: string): TestNode => ({
+    name: `${prefix}-${tag}`,
+    ip4: `192.168.60.${i}/24`,
+    ip6: `fd10:60::${i}/64`,
+    block: `fd00:65:0:${i}::/122`,
+    podIp: `fd00:65:0:${i}::5`,
+  });
 
   before(async () => {
-    etcd = await startEtcd();
-    sock = await etcdSocket(etcd.endpoint);
-    store = await openStore({ endpoints: [etcd.endpoint] });
-    await store.apply({
-      apiVersion: 'projectcalico.org/v3',
-      kind: 'IPPool',
-      metadata: { name: 'vx6' },
-      spec: { cidr: 'fd00:65::/48', vxlanMode: 'Always' },
-    });
-    A.ns = Netns.create('g6a');
-    B.ns = Netns.create('g6b');
-    vethBetween(A.ns, 'eth0', B.ns, 'eth0');
-    for (const [n, peer] of [
-      [A, B],
-      [B, A],
-    ] as const) {
-      n.ns.ip('addr', 'add', n.ip4, 'dev', 'eth0');
-      // nodad: the address is usable (and autodetected as global) at once.
-      n.ns.ip('addr', 'add', n.ip6, 'dev', 'eth0', 'nodad');
-      // A default route, so the proxy-ARP gateway check finds none missing.
-      n.ns.ip('route', 'add', 'default', 'via', peer.ip4.split('/')[0]!);
-    }
-    for (const n of nodes) {
-      n.fwd = await etcdInNetns(n.ns, sock.path);
-      n.podNs = Netns.create('g6w');
-      n.pod = addWorkload(n.ns, n.podNs, `default.pod6-${n.name}`, '', { ip6: n.podIp });
-      await store.kvPut(blockKey(n.block), serializeBlock(newBlock(n.block, affinityFor(n.name))));
-      await store.kvPut(affinityKey(n.name, n.block), JSON.stringify({ state: 'confirmed', deleted: false }));
-      await store.apply({
-        apiVersion: 'projectcalico.org/v3',
-        kind: 'WorkloadEndpoint',
-        metadata: { name: `pod6-${n.name}`, namespace: 'default' },
-        spec: { node: n.name, interfaceName: n.pod.hostIf, ipNetworks: [`${n.podIp}/128`], mac: n.pod.mac },
-      });
-    }
-    for (const n of nodes) n.agent = startAgent(n.ns, agentArgs(n.name, { policy: 'off', refreshSec: 5 }));
+    world = await startNodesWorld<TestNode>(
+      { node: 'g6n', pod: 'g6w' },
+      {
+        nodes: [node(1, 'a6'), node(2, 'b6')],
+        pool: ipPool('vx6', { cidr: 'fd00:65::/48', vxlanMode: 'Always' }),
+        // One link between the two nodes.
+        wire: ([a, b]) => {
+          vethBetween(a!.ns, 'eth0', b!.ns, 'eth0');
+          for (const [n, peer] of [
+            [a!, b!],
+            [b!, a!],
+          ] as const) {
+            n.ns.ip('addr', 'add', n.ip4, 'dev', 'eth0');
+            // nodad: the address is usable (and autodetected as global) at once.
+            n.ns.ip('addr', 'add', n.ip6, 'dev', 'eth0', 'nodad');
+            // A default route, so the proxy-ARP gateway check finds none missing.
+            n.ns.ip('route', 'add', 'default', 'via', peer.ip4.split('/')[0]!);
+          }
+        },
+      },
+    );
+    ({ store, nodes } = world);
+    [A, B] = nodes as [RunningNode, RunningNode];
   });
 
   after(async () => {
-    await Promise.all(nodes.map((n) => n.agent?.kill()));
-    for (const n of nodes) n.fwd?.kill();
-    await store?.close();
-    await sock?.close();
-    await etcd?.destroy();
-    for (const n of nodes) {
-      n.ns?.destroy();
-      n.podNs?.destroy();
-    }
+    await world?.close();
   });
 
   it('allocates each node an IPv6 tunnel address from the pool (IPAM, tunnel handle) and a VTEP MAC', async () => {
@@ -138,7 +85,7 @@ describe('agent: IPv6 VXLAN between two nodes', { skip, timeout: 120_000 }, () =
           return s?.ipv6VXLANTunnelAddr && s.vxlanTunnelMACAddrV6 ? s : null;
         },
         45000,
-        n.agent!.logs,
+        n.agent.logs,
       );
       // From this node's affine block of the pool (IPAM prefers it), recorded under Calico's handle.
       assert.ok(spec.ipv6VXLANTunnelAddr!.startsWith(n.block.split('::')[0]!), spec.ipv6VXLANTunnelAddr);
@@ -168,7 +115,7 @@ describe('agent: IPv6 VXLAN between two nodes', { skip, timeout: 120_000 }, () =
             r.flags?.includes('onlink'),
         ),
       30000,
-      A.agent!.logs,
+      A.agent.logs,
     );
     const [dev] = JSON.parse(A.ns.ip('-d', '-j', 'link', 'show', VXLAN_DEVICE_V6)) as Array<{
       address: string;
@@ -191,11 +138,11 @@ describe('agent: IPv6 VXLAN between two nodes', { skip, timeout: 120_000 }, () =
       "B routes A's block over VXLAN",
       () => ownRoutes(B.ns, 6).some((r) => r.dst === A.block && r.dev === VXLAN_DEVICE_V6),
       30000,
-      B.agent!.logs,
+      B.agent.logs,
     );
-    const tx = vxlan6Tx(A.ns);
-    await waitFor('pod A → pod B over IPv6 VXLAN', () => ping(A.podNs!, B.podIp), 20000, A.agent!.logs);
-    assert.ok(vxlan6Tx(A.ns) > tx, 'pod traffic to B was encapsulated by vxlan6.gingham');
-    assert.ok(ping(B.podNs!, A.podIp), 'and back');
+    const tx = txPackets(A.ns, VXLAN_DEVICE_V6);
+    await waitFor('pod A → pod B over IPv6 VXLAN', () => ping(A.pod.ns, B.podIp), 20000, A.agent.logs);
+    assert.ok(txPackets(A.ns, VXLAN_DEVICE_V6) > tx, 'pod traffic to B was encapsulated by vxlan6.gingham');
+    assert.ok(ping(B.pod.ns, A.podIp), 'and back');
   });
 });

@@ -15,9 +15,10 @@ import {
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { EtcdLite } from '../../../ipam/etcd-lite.js';
+import { resourceKeyPath } from '../../../store/kinds.js';
 import { freePort } from '../../harness/etcd.js';
-import type { Netns } from '../../harness/netns.js';
-import { agentArgs, startAgent } from '../agent/helpers.js';
+import { type Netns, vethBetween } from '../../harness/netns.js';
+import { agentArgs, buildFixture, startAgent } from '../agent/helpers.js';
 
 export const ROOT = resolve(import.meta.dirname, '../../..');
 /** What runtimes run: the C client (agent mode; direct mode it hands to NODE_PLUGIN). */
@@ -290,4 +291,68 @@ export async function startCniAgent(
     await new Promise((r) => setTimeout(r, 50));
   }
   return { socket, logs: agent.logs, stop };
+}
+
+/** The path a runtime passes as CNI_NETNS for `ns`. */
+export function netnsPath(ns: Netns): string {
+  return `/var/run/netns/${ns.name}`;
+}
+
+/** What the plugin tests run against; close() removes all of it, workloads included. */
+export interface CniNode {
+  etcd: UnixEtcd;
+  node: Netns;
+  /** The other end of the node's uplink: the node's default gateway. */
+  fabric: Netns;
+  /** A new workload namespace (prefix `names.workload` unless given). */
+  workload(prefix?: string): Netns;
+  /** The node's host-side workload veths (gh + 11 hex), as `ip -o link` lines. */
+  hostLinks(): string[];
+  close(): Promise<void>;
+}
+
+/**
+ * etcd on a unix socket holding `pools` (name → IPPool spec) and the Node `nodeName`; a node
+ * namespace whose eth0 (`uplink.node`) reaches the fabric's f0 (`uplink.fabric`) and has its default
+ * route through it: proxy ARP answers for 169.254.1.1 only when the host has a route to it through
+ * another interface (Calico relies on the same). A failure half-way tears down what was made.
+ */
+export function startCniNode(
+  names: { node: string; fabric: string; workload: string },
+  o: {
+    nodeName: string;
+    pools: Record<string, Record<string, unknown>>;
+    uplink: { node: string; fabric: string };
+  },
+): Promise<CniNode> {
+  return buildFixture(async (made) => {
+    const etcd = made.keep(await startUnixEtcd(), (e) => e.destroy());
+    await etcd.kv.txn(
+      [],
+      [
+        ...Object.entries(o.pools).map(([name, spec]) => ({
+          put: resourceKeyPath('IPPool', name),
+          value: poolResource(name, spec),
+        })),
+        { put: resourceKeyPath('Node', o.nodeName), value: nodeResource(o.nodeName) },
+      ],
+    );
+    const node = made.netns(names.node);
+    const fabric = made.netns(names.fabric);
+    vethBetween(node, 'eth0', fabric, 'f0');
+    node.ip('addr', 'add', o.uplink.node, 'dev', 'eth0');
+    fabric.ip('addr', 'add', o.uplink.fabric, 'dev', 'f0');
+    node.ip('route', 'add', 'default', 'via', o.uplink.fabric.split('/')[0]!);
+    return {
+      etcd,
+      node,
+      fabric,
+      workload: (prefix = names.workload) => made.netns(prefix),
+      hostLinks: () =>
+        node
+          .ip('-o', 'link', 'show')
+          .split('\n')
+          .filter((l) => / gh[0-9a-f]{11}[@:]/.test(l)),
+    };
+  });
 }

@@ -7,26 +7,28 @@ import { after, before, describe, it } from 'node:test';
 import { checkReport, loadSnapshot } from '../../../ipam/report.js';
 import { GINGHAM_ROUTE_PROTOCOL } from '../../../lib/constants.js';
 import { resourceKeyPath } from '../../../store/kinds.js';
-import { isRoot, Netns, vethBetween } from '../../harness/netns.js';
+import { isRoot, type Netns } from '../../harness/netns.js';
 import {
   CLI,
+  type CniNode,
   cni,
   ensureBuilt,
   IPAM_PLUGIN,
-  nodeResource,
+  netnsPath,
   PLUGIN,
   poolResource,
-  startUnixEtcd,
+  startCniNode,
   type UnixEtcd,
 } from './helpers.js';
 
 const skip = !isRoot() && 'needs root (network namespaces)';
 
 describe('gingham-cni in a node namespace', { skip, timeout: 120_000 }, () => {
+  let world: CniNode | undefined;
   let etcd: UnixEtcd;
   let node: Netns;
-  let fabric: Netns;
-  const workloads: Netns[] = [];
+  let workload: CniNode['workload'];
+  let hostLinks: () => string[];
   const NODE = 'cni-node-1';
   const conf = (extra: Record<string, unknown> = {}) => ({
     cniVersion: '1.1.0',
@@ -38,17 +40,11 @@ describe('gingham-cni in a node namespace', { skip, timeout: 120_000 }, () => {
     ipam: { type: 'gingham-ipam', assign_ipv6: 'false' },
     ...extra,
   });
-  const workload = () => {
-    const w = Netns.create('gw');
-    workloads.push(w);
-    return w;
-  };
-  const path = (ns: Netns) => `/var/run/netns/${ns.name}`;
   const add = (ns: Netns, id: string, c: Record<string, unknown> = conf(), args?: string) =>
     cni({
       command: 'ADD',
       containerId: id,
-      netns: path(ns),
+      netns: netnsPath(ns),
       ifname: 'eth0',
       conf: c,
       nodeNs: node.name,
@@ -58,49 +54,30 @@ describe('gingham-cni in a node namespace', { skip, timeout: 120_000 }, () => {
     cni({
       command: 'DEL',
       containerId: id,
-      netns: ns ? path(ns) : '',
+      netns: ns ? netnsPath(ns) : '',
       ifname: 'eth0',
       conf: c,
       nodeNs: node.name,
     });
-  const hostLinks = () =>
-    node
-      .ip('-o', 'link', 'show')
-      .split('\n')
-      .filter((l) => / gh[0-9a-f]{11}[@:]/.test(l));
 
   before(async () => {
     ensureBuilt();
-    etcd = await startUnixEtcd();
-    await etcd.kv.txn(
-      [],
-      [
-        {
-          put: resourceKeyPath('IPPool', 'v4'),
-          value: poolResource('v4', { cidr: '10.65.0.0/24', blockSize: 28 }),
+    world = await startCniNode(
+      { node: 'gn', fabric: 'gf', workload: 'gw' },
+      {
+        nodeName: NODE,
+        pools: {
+          v4: { cidr: '10.65.0.0/24', blockSize: 28 },
+          v6: { cidr: 'fd00:65::/120', blockSize: 124 },
         },
-        {
-          put: resourceKeyPath('IPPool', 'v6'),
-          value: poolResource('v6', { cidr: 'fd00:65::/120', blockSize: 124 }),
-        },
-        { put: resourceKeyPath('Node', NODE), value: nodeResource(NODE) },
-      ],
+        uplink: { node: '192.168.100.10/24', fabric: '192.168.100.1/24' },
+      },
     );
-    // A node has an uplink with a default route: proxy ARP answers for 169.254.1.1 only when the
-    // host has a route to it through another interface (Calico relies on the same).
-    node = Netns.create('gn');
-    fabric = Netns.create('gf');
-    vethBetween(node, 'eth0', fabric, 'f0');
-    node.ip('addr', 'add', '192.168.100.10/24', 'dev', 'eth0');
-    fabric.ip('addr', 'add', '192.168.100.1/24', 'dev', 'f0');
-    node.ip('route', 'add', 'default', 'via', '192.168.100.1');
+    ({ etcd, node, workload, hostLinks } = world);
   });
 
   after(async () => {
-    for (const w of workloads) w.destroy();
-    node?.destroy();
-    fabric?.destroy();
-    await etcd?.destroy();
+    await world?.close();
   });
 
   it('answers VERSION', async () => {
@@ -125,7 +102,7 @@ describe('gingham-cni in a node namespace', { skip, timeout: 120_000 }, () => {
     const hostIf = r1.json.interfaces[0].name as string;
     assert.match(hostIf, /^gh[0-9a-f]{11}$/);
     assert.equal(r1.json.interfaces[0].mac, 'ee:ee:ee:ee:ee:ee');
-    assert.equal(r1.json.interfaces[1].sandbox, path(w1));
+    assert.equal(r1.json.interfaces[1].sandbox, netnsPath(w1));
     const ip1 = (r1.json.ips[0].address as string).split('/')[0]!;
     assert.match(r1.json.ips[0].address, /^10\.65\.0\.\d+\/32$/);
     // Older result versions as the runtime asks.
@@ -163,25 +140,19 @@ describe('gingham-cni in a node namespace', { skip, timeout: 120_000 }, () => {
     w1.exec('busybox', ['ping', '-c', '1', '-W', '2', ip2]);
 
     // CHECK passes, then fails once the container loses its address.
-    const prev = r1.json;
-    const chk = await cni({
-      command: 'CHECK',
-      containerId: 'c1',
-      netns: path(w1),
-      ifname: 'eth0',
-      conf: conf({ prevResult: prev }),
-      nodeNs: node.name,
-    });
+    const check = () =>
+      cni({
+        command: 'CHECK',
+        containerId: 'c1',
+        netns: netnsPath(w1),
+        ifname: 'eth0',
+        conf: conf({ prevResult: r1.json }),
+        nodeNs: node.name,
+      });
+    const chk = await check();
     assert.equal(chk.code, 0, chk.stdout);
     w1.ip('addr', 'del', `${ip1}/32`, 'dev', 'eth0');
-    const bad = await cni({
-      command: 'CHECK',
-      containerId: 'c1',
-      netns: path(w1),
-      ifname: 'eth0',
-      conf: conf({ prevResult: prev }),
-      nodeNs: node.name,
-    });
+    const bad = await check();
     assert.equal(bad.code, 1);
     assert.match(bad.json.msg, /lacks/);
 
@@ -265,7 +236,7 @@ describe('gingham-cni in a node namespace', { skip, timeout: 120_000 }, () => {
       const r = await cni({
         command: 'ADD',
         containerId: 'b1',
-        netns: path(w),
+        netns: netnsPath(w),
         ifname: 'eth0',
         conf: '{"cniVersion":',
         nodeNs: node.name,
@@ -305,7 +276,7 @@ describe('gingham-cni in a node namespace', { skip, timeout: 120_000 }, () => {
         const x = await cni({
           command: 'ADD',
           containerId: 'b3',
-          netns: path(w),
+          netns: netnsPath(w),
           ifname,
           conf: conf(),
           nodeNs: node.name,

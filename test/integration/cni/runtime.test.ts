@@ -18,27 +18,29 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { checkReport, loadSnapshot } from '../../../ipam/report.js';
 import { resourceKeyPath } from '../../../store/kinds.js';
-import { isRoot, Netns, vethBetween } from '../../harness/netns.js';
+import { isRoot, type Netns, vethBetween } from '../../harness/netns.js';
 import {
+  type CniNode,
   cni,
   cniSpawn,
   ensureBuilt,
   IPAM_PLUGIN,
-  nodeResource,
+  netnsPath,
   PLUGIN,
-  poolResource,
-  startUnixEtcd,
+  startCniNode,
   type UnixEtcd,
 } from './helpers.js';
 
 const skip = !isRoot() && 'needs root (network namespaces)';
 
 describe('gingham-cni with other plugins and runtimes', { skip, timeout: 150_000 }, () => {
+  let world: CniNode | undefined;
   let etcd: UnixEtcd;
   let node: Netns;
   let fabric: Netns;
+  let workload: CniNode['workload'];
+  let hostLinks: () => string[];
   let tmp: string;
-  const workloads: Netns[] = [];
   const NODE = 'rt-node';
   const base = () => ({
     cniVersion: '1.0.0',
@@ -48,46 +50,24 @@ describe('gingham-cni with other plugins and runtimes', { skip, timeout: 150_000
     etcd_endpoints: etcd.unix,
     ipam: { type: 'gingham-ipam', assign_ipv6: 'false' },
   });
-  const workload = () => {
-    const w = Netns.create('rw');
-    workloads.push(w);
-    return w;
-  };
-  const path = (ns: Netns) => `/var/run/netns/${ns.name}`;
-  const hostLinks = () =>
-    node
-      .ip('-o', 'link', 'show')
-      .split('\n')
-      .filter((l) => / gh[0-9a-f]{11}[@:]/.test(l));
 
   before(async () => {
     ensureBuilt();
     tmp = mkdtempSync(join(tmpdir(), 'gingham-cni-rt-'));
-    etcd = await startUnixEtcd();
-    await etcd.kv.txn(
-      [],
-      [
-        {
-          put: resourceKeyPath('IPPool', 'rt'),
-          value: poolResource('rt', { cidr: '10.90.0.0/24', blockSize: 28 }),
-        },
-        { put: resourceKeyPath('Node', NODE), value: nodeResource(NODE) },
-      ],
+    world = await startCniNode(
+      { node: 'rn', fabric: 'rf', workload: 'rw' },
+      {
+        nodeName: NODE,
+        pools: { rt: { cidr: '10.90.0.0/24', blockSize: 28 } },
+        uplink: { node: '192.168.200.10/24', fabric: '192.168.200.1/24' },
+      },
     );
-    node = Netns.create('rn');
-    fabric = Netns.create('rf');
-    vethBetween(node, 'eth0', fabric, 'f0');
-    node.ip('addr', 'add', '192.168.200.10/24', 'dev', 'eth0');
-    fabric.ip('addr', 'add', '192.168.200.1/24', 'dev', 'f0');
-    node.ip('route', 'add', 'default', 'via', '192.168.200.1');
+    ({ etcd, node, fabric, workload, hostLinks } = world);
     node.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
   });
 
   after(async () => {
-    for (const w of workloads) w.destroy();
-    node?.destroy();
-    fabric?.destroy();
-    await etcd?.destroy();
+    await world?.close();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
@@ -98,7 +78,7 @@ describe('gingham-cni with other plugins and runtimes', { skip, timeout: 150_000
     const r = await cni({
       command: 'ADD',
       containerId: 'hl1',
-      netns: path(w),
+      netns: netnsPath(w),
       ifname: 'eth0',
       conf,
       nodeNs: node.name,
@@ -111,7 +91,7 @@ describe('gingham-cni with other plugins and runtimes', { skip, timeout: 150_000
     const d = await cni({
       command: 'DEL',
       containerId: 'hl1',
-      netns: path(w),
+      netns: netnsPath(w),
       ifname: 'eth0',
       conf,
       nodeNs: node.name,
@@ -123,7 +103,7 @@ describe('gingham-cni with other plugins and runtimes', { skip, timeout: 150_000
     const bad = await cni({
       command: 'ADD',
       containerId: 'hl2',
-      netns: path(w),
+      netns: netnsPath(w),
       ifname: 'eth0',
       conf: { ...base(), ipam: { type: 'nope' } },
       nodeNs: node.name,
@@ -135,8 +115,7 @@ describe('gingham-cni with other plugins and runtimes', { skip, timeout: 150_000
 
   it('chains with portmap (host port → pod port DNAT) and bandwidth, like a conflist', async () => {
     const w = workload();
-    const client = Netns.create('rc');
-    workloads.push(client);
+    const client = workload('rc');
     vethBetween(fabric, 'f1', client, 'eth0');
     fabric.ip('addr', 'add', '192.168.201.1/24', 'dev', 'f1');
     client.ip('addr', 'add', '192.168.201.2/24', 'dev', 'eth0');
@@ -187,7 +166,7 @@ describe('gingham-cni with other plugins and runtimes', { skip, timeout: 150_000
         bin,
         command: 'ADD',
         containerId: 'pm1',
-        netns: path(w),
+        netns: netnsPath(w),
         ifname: 'eth0',
         conf: c,
         nodeNs: node.name,
@@ -227,7 +206,7 @@ describe('gingham-cni with other plugins and runtimes', { skip, timeout: 150_000
         bin,
         command: 'DEL',
         containerId: 'pm1',
-        netns: path(w),
+        netns: netnsPath(w),
         ifname: 'eth0',
         conf: { ...c, prevResult: prev },
         nodeNs: node.name,
@@ -247,7 +226,7 @@ describe('gingham-cni with other plugins and runtimes', { skip, timeout: 150_000
       const { proc, done } = cniSpawn({
         command: 'ADD',
         containerId: id,
-        netns: path(w),
+        netns: netnsPath(w),
         ifname: 'eth0',
         conf: base(),
         nodeNs: node.name,
@@ -266,7 +245,7 @@ describe('gingham-cni with other plugins and runtimes', { skip, timeout: 150_000
       const d = await cni({
         command: 'DEL',
         containerId: id,
-        netns: path(ns),
+        netns: netnsPath(ns),
         ifname: 'eth0',
         conf: base(),
         nodeNs: node.name,
