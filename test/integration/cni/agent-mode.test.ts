@@ -12,30 +12,29 @@ import { after, before, describe, it } from 'node:test';
 import { checkReport, loadSnapshot } from '../../../ipam/report.js';
 import { GINGHAM_ROUTE_PROTOCOL } from '../../../lib/constants.js';
 import { resourceKeyPath } from '../../../store/kinds.js';
-import { isRoot, Netns, vethBetween } from '../../harness/netns.js';
+import { isRoot, type Netns } from '../../harness/netns.js';
 import {
   type CniAgent,
+  type CniNode,
   cni,
   ensureBuilt,
   NODE_PLUGIN,
-  nodeResource,
+  netnsPath,
   pool,
-  poolResource,
   startCniAgent,
-  startUnixEtcd,
+  startCniNode,
   type UnixEtcd,
 } from './helpers.js';
 
 const skip = !isRoot() && 'needs root (network namespaces)';
 
 describe('gingham-cni in agent mode', { skip, timeout: 240_000 }, () => {
+  let world: CniNode | undefined;
   let etcd: UnixEtcd;
   let node: Netns;
-  let fabric: Netns;
   let agent: CniAgent | undefined;
   let dir: string;
   let socket: string;
-  const workloads: Netns[] = [];
   const NODE = 'cni-agent-node';
   const conf = (extra: Record<string, unknown> = {}) => ({
     cniVersion: '1.1.0',
@@ -46,19 +45,11 @@ describe('gingham-cni in agent mode', { skip, timeout: 240_000 }, () => {
     ipam: { type: 'gingham-ipam', assign_ipv6: 'false' },
     ...extra,
   });
-  const workload = () => {
-    const w = Netns.create('aw');
-    workloads.push(w);
-    return w;
-  };
-  const path = (ns: Netns) => `/var/run/netns/${ns.name}`;
+  const workload = () => world!.workload();
+  const path = netnsPath;
   const call = (command: string, ns: Netns | null, id: string, c: Record<string, unknown> = conf()) =>
     cni({ command, containerId: id, netns: ns ? path(ns) : '', ifname: 'eth0', conf: c, nodeNs: node.name });
-  const hostLinks = () =>
-    node
-      .ip('-o', 'link', 'show')
-      .split('\n')
-      .filter((l) => / gh[0-9a-f]{11}[@:]/.test(l));
+  const hostLinks = () => world!.hostLinks();
   const noLeak = async () => {
     assert.deepEqual(hostLinks(), []);
     const snap = await loadSnapshot(etcd.kv);
@@ -68,28 +59,19 @@ describe('gingham-cni in agent mode', { skip, timeout: 240_000 }, () => {
 
   before(async () => {
     ensureBuilt();
-    etcd = await startUnixEtcd();
-    await etcd.kv.txn(
-      [],
-      [
-        {
-          put: resourceKeyPath('IPPool', 'v4'),
-          value: poolResource('v4', { cidr: '10.66.0.0/24', blockSize: 27 }),
-        },
-        {
-          put: resourceKeyPath('IPPool', 'v6'),
-          value: poolResource('v6', { cidr: 'fd00:66::/120', blockSize: 124 }),
-        },
-        { put: resourceKeyPath('Node', NODE), value: nodeResource(NODE) },
-      ],
-    );
     // An uplink with a default route, so that proxy ARP answers for 169.254.1.1 (see plugin.test.ts).
-    node = Netns.create('an');
-    fabric = Netns.create('af');
-    vethBetween(node, 'eth0', fabric, 'f0');
-    node.ip('addr', 'add', '192.168.101.10/24', 'dev', 'eth0');
-    fabric.ip('addr', 'add', '192.168.101.1/24', 'dev', 'f0');
-    node.ip('route', 'add', 'default', 'via', '192.168.101.1');
+    world = await startCniNode(
+      { node: 'an', fabric: 'af', workload: 'aw' },
+      {
+        nodeName: NODE,
+        pools: {
+          v4: { cidr: '10.66.0.0/24', blockSize: 27 },
+          v6: { cidr: 'fd00:66::/120', blockSize: 124 },
+        },
+        uplink: { node: '192.168.101.10/24', fabric: '192.168.101.1/24' },
+      },
+    );
+    ({ etcd, node } = world);
     dir = mkdtempSync(join(tmpdir(), 'gingham-cni-agent-'));
     socket = join(dir, 'cni.sock');
     agent = await startCniAgent(node, NODE, etcd, socket);
@@ -97,10 +79,7 @@ describe('gingham-cni in agent mode', { skip, timeout: 240_000 }, () => {
 
   after(async () => {
     await agent?.stop();
-    for (const w of workloads) w.destroy();
-    node?.destroy();
-    fabric?.destroy();
-    await etcd?.destroy();
+    await world?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
