@@ -153,7 +153,9 @@ export class CniServer {
       sock.setTimeout(0);
       const text = Buffer.concat(chunks).toString();
       const line = size > MAX_MESSAGE_BYTES ? null : text.slice(0, text.indexOf('\n'));
-      const plain = line !== null && wantsPlainReply(line);
+      // A request too large to read still gets its refusal in the form its client reads (the C
+      // client puts "reply" first).
+      const plain = wantsPlainReply(line ?? text.slice(0, 256));
       const call = this.serve(line).then((resp) => {
         if (!sock.destroyed) sock.end(plain ? formatPlainResponse(resp) : `${JSON.stringify(resp)}\n`);
       });

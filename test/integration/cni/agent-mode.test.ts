@@ -222,6 +222,16 @@ describe('gingham-cni in agent mode', { skip, timeout: 240_000 }, () => {
       assert.match(o.json.msg, /not reachable at \/nonexistent\/gingham\/cni\.sock: ENOENT/);
   });
 
+  it('a request over the size limit is refused in the form the client reads (5), nothing made', async () => {
+    const w = workload();
+    // ~600 kB of configuration (under the client's limit) that escaping makes ~1.2 MB of request.
+    const r = await call('ADD', w, 'big', conf({ padding: '"'.repeat(300_000) }));
+    assert.equal(r.code, 1, r.stdout);
+    assert.equal(r.json.code, 5, r.stdout);
+    assert.match(r.json.msg, /request larger than 1048576 bytes/);
+    await noLeak();
+  });
+
   it('agent down: try again later (11) naming the socket, STATUS 50, nothing made', async () => {
     const w = workload();
     // A socket path where nothing ever listened.
