@@ -27,7 +27,7 @@ const REMOTE_EPS = 10_000;
 const ADDRS_PER_REMOTE = 10;
 const APPS = 100;
 const IPERF_ROUNDS = 7;
-const FULL_ROUNDS = 5;
+const FULL_ROUNDS = 7;
 
 const ip4 = (n: number) => `10.${64 + ((n >>> 16) & 0x3f)}.${(n >>> 8) & 255}.${n & 255}`;
 
@@ -214,7 +214,7 @@ export async function run(): Promise<BenchRow[]> {
     const compileTimes: number[] = [];
     const textTimes: number[] = [];
     const baseTextTimes: number[] = [];
-    // Every measured load replaces a full table (as a resync does), not an empty one. Five rounds,
+    // Every measured load replaces a full table (as a resync does), not an empty one. Seven rounds
     // alternating which side goes first, so a drift in machine load touches both alike.
     await applier.applyFull(compile({ node: NODE, resources }).ruleset);
     for (let i = 0; i < FULL_ROUNDS; i++) {

@@ -348,7 +348,18 @@ export class PolicyEngine {
     for (const o of this.structObjects) if (!now.has(o)) this.index.update(o, undefined);
     for (const o of now) if (!this.structObjects.has(o)) this.index.update(undefined, o);
     this.structObjects = now;
-    // Endpoints whose inherited labels changed (namespace labels, a profile's labelsToApply).
+    // Endpoints whose inherited labels changed (namespace labels, a profile's labelsToApply). Every
+    // endpoint's profile list is a key of inheritedByList: when none of those few hundred lists
+    // inherits other labels now (a policy or tier change), no endpoint needs a look.
+    const before = this.inheritedByList;
+    this.inheritedByList = new Map();
+    let inheritedMoved = false;
+    for (const [profs, was] of before) {
+      if (this.inherited(profs).sig === was.sig) continue;
+      inheritedMoved = true;
+      break;
+    }
+    if (!inheritedMoved) return;
     this.inheritedByList = new Map();
     const stale: Held[] = [];
     const used = new Set<string>();
