@@ -361,9 +361,11 @@ export class Agent {
     try {
       let addr = self[addrField];
       if (!addr) {
-        const { EtcdLite } = await import('../ipam/etcd-lite.js');
+        const { EtcdLite, etcdTlsFromEnv } = await import('../ipam/etcd-lite.js');
         const { Allocator } = await import('../ipam/allocator.js');
-        const alloc = new Allocator(new EtcdLite(this.opts.store.endpoints), { node: this.opts.nodeName });
+        // The TLS files the store was opened with ($ETCD_*), for the same etcd.
+        const kv = new EtcdLite(this.opts.store.endpoints, undefined, etcdTlsFromEnv());
+        const alloc = new Allocator(kv, { node: this.opts.nodeName });
         const handleId = `${family === 4 ? 'vxlan-tunnel-addr' : 'vxlan-v6-tunnel-addr'}-${this.opts.nodeName}`;
         const have = await alloc.addressesOf(handleId);
         addr =

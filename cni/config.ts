@@ -29,6 +29,10 @@ export interface NetConf {
   mtu?: number;
   nodename?: string;
   etcd_endpoints?: string;
+  /** TLS for https etcd endpoints (Calico's keys); default $ETCD_CA_CERT_FILE, $ETCD_CERT_FILE, $ETCD_KEY_FILE. */
+  etcd_ca_cert_file?: string;
+  etcd_cert_file?: string;
+  etcd_key_file?: string;
   /** Unix socket of the node's agent: the plugin hands the call to it (docs/cni.md, "Agent mode"). */
   agent_socket?: string;
   /** Program the host /32 route and proxy-ARP during ADD (default true). */
@@ -177,6 +181,9 @@ export function parseNetConf(stdin: string): NetConf {
     throw bad('nodename', 'a non-empty string');
   if (v.etcd_endpoints !== undefined && typeof v.etcd_endpoints !== 'string')
     throw bad('etcd_endpoints', 'a comma-separated string');
+  for (const k of ['etcd_ca_cert_file', 'etcd_cert_file', 'etcd_key_file'] as const)
+    if (v[k] !== undefined && (typeof v[k] !== 'string' || !v[k].startsWith('/')))
+      throw bad(k, 'an absolute file path');
   if (v.agent_socket !== undefined && (typeof v.agent_socket !== 'string' || !v.agent_socket.startsWith('/')))
     throw bad('agent_socket', 'an absolute path of a unix socket');
   const labels = isObject(v.args) && isObject(v.args.cni) ? v.args.cni.labels : undefined;

@@ -13,9 +13,12 @@ import {
 import {
   EtcdLite,
   EtcdRequestError,
+  EtcdTlsConfigError,
+  type EtcdTlsFile,
   EtcdUnavailableError,
   type KvClient,
   parseEndpoints,
+  readEtcdTls,
 } from '../ipam/etcd-lite.js';
 import { blockAllocations, blockPrefix, handleIdFor, parseBlock } from '../ipam/model.js';
 import { readPools } from '../ipam/resources.js';
@@ -34,8 +37,18 @@ export interface GinghamIpamConf {
   ipv4_pools?: string[];
   ipv6_pools?: string[];
   etcd_endpoints?: string;
+  etcd_ca_cert_file?: string;
+  etcd_cert_file?: string;
+  etcd_key_file?: string;
   nodename?: string;
 }
+
+/** The network configuration's TLS keys (Calico's names) and the environment variables behind them. */
+const TLS_SETTINGS = {
+  ca: ['etcd_ca_cert_file', 'ETCD_CA_CERT_FILE'],
+  cert: ['etcd_cert_file', 'ETCD_CERT_FILE'],
+  key: ['etcd_key_file', 'ETCD_KEY_FILE'],
+} as const;
 
 /** What an IPAM step runs against: the datastore, the node it allocates for, the warm hint. */
 export interface IpamContext {
@@ -69,14 +82,30 @@ export function etcdFor(conf: NetConf): EtcdLite {
   const spec =
     conf.etcd_endpoints ?? ipam.etcd_endpoints ?? process.env.ETCD_ENDPOINTS ?? 'http://127.0.0.1:2379';
   const endpoints = parseEndpoints(spec);
+  // TLS files are read only when an endpoint needs them; a key set in the configuration wins over
+  // the environment, and an error names the one that was used.
+  const files: { ca?: EtcdTlsFile; cert?: EtcdTlsFile; key?: EtcdTlsFile } = {};
   if (endpoints.some((e) => e.startsWith('https:'))) {
-    throw new CniError(
-      CniCode.InvalidNetworkConfig,
-      'etcd_endpoints: https is not supported by the CNI plugin',
-      spec,
-    );
+    for (const which of ['ca', 'cert', 'key'] as const) {
+      const [key, envName] = TLS_SETTINGS[which];
+      const fromConf = conf[key] ?? ipam[key];
+      if (fromConf !== undefined && (typeof fromConf !== 'string' || !fromConf.startsWith('/')))
+        throw new CniError(
+          CniCode.InvalidNetworkConfig,
+          `network configuration field "${conf[key] === undefined ? 'ipam.' : ''}${key}" must be an absolute file path`,
+        );
+      if (fromConf !== undefined) files[which] = { setting: key, path: fromConf };
+      else if (process.env[envName]) files[which] = { setting: envName, path: process.env[envName]! };
+    }
   }
-  return new EtcdLite(endpoints, Number(process.env.GINGHAM_ETCD_TIMEOUT_MS ?? 5000));
+  let tls: ReturnType<typeof readEtcdTls>;
+  try {
+    tls = readEtcdTls(files);
+  } catch (e) {
+    if (e instanceof EtcdTlsConfigError) throw new CniError(CniCode.InvalidNetworkConfig, e.message);
+    throw e;
+  }
+  return new EtcdLite(endpoints, Number(process.env.GINGHAM_ETCD_TIMEOUT_MS ?? 5000), tls);
 }
 
 /** Maps IPAM and etcd failures onto CNI errors with clear messages. */

@@ -2,7 +2,10 @@
 // values; etcd ≥ 3.4 serves it on the client port). The CNI plugin uses it instead of the etcd3
 // package: loading etcd3 (+ grpc) costs ~120 ms per process, node:http costs nothing extra.
 // Semantics match the store: CAS on mod revision, where 0n means "must not exist".
+// https endpoints are spoken to with the client TLS material an operator names (readEtcdTls).
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 
 export class EtcdUnavailableError extends Error {
   constructor(
@@ -23,6 +26,78 @@ export class EtcdRequestError extends Error {
     super(`etcd ${path} answered ${status}: ${body.slice(0, 300)}`);
     this.name = 'EtcdRequestError';
   }
+}
+
+/**
+ * A TLS file setting that cannot be used. `setting` is the name the operator set it under (a
+ * network-configuration key or an environment variable), so the message says where to look.
+ */
+export class EtcdTlsConfigError extends Error {
+  constructor(
+    readonly setting: string,
+    readonly path: string | undefined,
+    readonly detail: string,
+  ) {
+    super(`${setting}${path === undefined ? '' : ` (${path})`}: ${detail}`);
+    this.name = 'EtcdTlsConfigError';
+  }
+}
+
+/** Client TLS for https endpoints, as PEM bytes; without `ca` the system's trusted CAs apply. */
+export interface EtcdTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+/** One TLS file setting: its path and the name it was set under. */
+export interface EtcdTlsFile {
+  setting: string;
+  path: string;
+}
+
+/**
+ * Reads the CA, client certificate and client key files (each optional, but a certificate needs
+ * its key and a key its certificate). undefined when none is set.
+ */
+export function readEtcdTls(files: {
+  ca?: EtcdTlsFile;
+  cert?: EtcdTlsFile;
+  key?: EtcdTlsFile;
+}): EtcdTls | undefined {
+  const { ca, cert, key } = files;
+  if (!ca && !cert && !key) return undefined;
+  if (cert && !key)
+    throw new EtcdTlsConfigError(cert.setting, cert.path, 'a client certificate needs its key (none is set)');
+  if (key && !cert)
+    throw new EtcdTlsConfigError(key.setting, key.path, 'a client key needs its certificate (none is set)');
+  const read = (f: EtcdTlsFile): Buffer => {
+    try {
+      const b = readFileSync(f.path);
+      if (!b.includes('-----BEGIN ')) throw new Error('not a PEM file');
+      return b;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new EtcdTlsConfigError(f.setting, f.path, `cannot use it: ${err.code ?? err.message}`);
+    }
+  };
+  const tls: EtcdTls = {};
+  if (ca) tls.ca = read(ca);
+  if (cert) tls.cert = read(cert);
+  if (key) tls.key = read(key);
+  return tls;
+}
+
+/** The TLS files named by $ETCD_CA_CERT_FILE, $ETCD_CERT_FILE and $ETCD_KEY_FILE (as the store reads them). */
+export function etcdTlsFromEnv(env: NodeJS.ProcessEnv = process.env): EtcdTls | undefined {
+  const file = (setting: string): EtcdTlsFile | undefined => {
+    const path = env[setting];
+    return path ? { setting, path } : undefined;
+  };
+  const ca = file('ETCD_CA_CERT_FILE');
+  const cert = file('ETCD_CERT_FILE');
+  const key = file('ETCD_KEY_FILE');
+  return readEtcdTls({ ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
 }
 
 export interface KeyValue {
@@ -109,14 +184,22 @@ export function parseEndpoints(spec: string | string[]): string[] {
 
 export class EtcdLite implements KvClient {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  /** For https endpoints, made on first use. */
+  private tlsAgent: https.Agent | undefined;
   private current = 0;
 
   constructor(
     readonly endpoints: string[],
     private readonly timeoutMs = 5000,
+    private readonly tls?: EtcdTls,
   ) {
     if (endpoints.length === 0)
       throw new EtcdUnavailableError(endpoints, new Error('no etcd endpoints configured'));
+  }
+
+  private secureAgent(): https.Agent {
+    this.tlsAgent ??= new https.Agent({ keepAlive: true, maxSockets: 16, ...this.tls });
+    return this.tlsAgent;
   }
 
   private post(base: string, path: string, body: unknown): Promise<unknown> {
@@ -125,12 +208,13 @@ export class EtcdLite implements KvClient {
       ? { socketPath: base.slice('unix://'.length), path }
       : { host: new URL(base).hostname.replace(/^\[(.*)\]$/, '$1'), port: new URL(base).port || 2379, path };
     const data = JSON.stringify(body);
+    const secure = base.startsWith('https:');
     return new Promise((resolve, reject) => {
-      const req = http.request(
+      const req = (secure ? https : http).request(
         {
           ...target,
           method: 'POST',
-          agent: this.agent,
+          agent: secure ? this.secureAgent() : this.agent,
           headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
           timeout: this.timeoutMs,
         },
@@ -217,5 +301,6 @@ export class EtcdLite implements KvClient {
 
   close(): void {
     this.agent.destroy();
+    this.tlsAgent?.destroy();
   }
 }

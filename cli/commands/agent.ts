@@ -181,9 +181,9 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /**
- * The CNI server (agent/cni/server.ts) on `path` ('' = off). It talks to etcd through the same
- * plain-HTTP client as the plugin; with https endpoints it stays off (as the direct plugin refuses
- * https) and says so. A socket it cannot serve is logged, not fatal: routing must go on.
+ * The CNI server (agent/cni/server.ts) on `path` ('' = off). It talks to etcd through the plugin's
+ * JSON-gateway client, with the TLS files the store uses ($ETCD_*). A socket it cannot serve is
+ * logged, not fatal: routing must go on.
  */
 async function startCniServer(
   flag: string | undefined,
@@ -195,12 +195,14 @@ async function startCniServer(
   const path = flag ?? DEFAULT_CNI_SOCKET;
   if (path === '') return null;
   const log = logger.child({ component: 'cni' });
-  if (endpoints.some((e) => e.startsWith('https:'))) {
-    log.warn({ socket: path }, 'CNI server off: it needs plain http or unix etcd endpoints');
+  const { EtcdLite, etcdTlsFromEnv, parseEndpoints } = await import('../../ipam/etcd-lite.js');
+  let kv: InstanceType<typeof EtcdLite>;
+  try {
+    kv = new EtcdLite(parseEndpoints(endpoints), undefined, etcdTlsFromEnv());
+  } catch (e) {
+    log.error({ socket: path, err: (e as Error).message }, 'CNI server not started');
     return null;
   }
-  const { EtcdLite, parseEndpoints } = await import('../../ipam/etcd-lite.js');
-  const kv = new EtcdLite(parseEndpoints(endpoints));
   const server = new CniServer({ socketPath: path, node, kv, logger: log });
   try {
     await server.start();

@@ -1,6 +1,6 @@
 // gingham ipam show|check|release: IPAM reports and repair, straight on the IPAM keys in etcd.
 import { Allocator } from '../../ipam/allocator.js';
-import { EtcdLite, parseEndpoints } from '../../ipam/etcd-lite.js';
+import { EtcdLite, etcdTlsFromEnv, parseEndpoints } from '../../ipam/etcd-lite.js';
 import {
   type CheckReport,
   checkReport,
@@ -91,7 +91,11 @@ export async function run(argv: string[]): Promise<number> {
     const output = str(args.values.output);
     if (output !== undefined && output !== 'json')
       throw new UsageError(`-o ${output}: only json is supported`);
-    kv = new EtcdLite(parseEndpoints(process.env.ETCD_ENDPOINTS || 'http://127.0.0.1:2379'));
+    kv = new EtcdLite(
+      parseEndpoints(process.env.ETCD_ENDPOINTS || 'http://127.0.0.1:2379'),
+      undefined,
+      etcdTlsFromEnv(),
+    );
     switch (sub) {
       case 'show': {
         const r = showReport(await loadSnapshot(kv));

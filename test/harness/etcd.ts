@@ -1,7 +1,9 @@
-// Starts a real etcd (Debian etcd-server) on 127.0.0.1 with free ports and a temp data dir.
+// Starts a real etcd (Debian etcd-server) on 127.0.0.1 with free ports and a temp data dir;
+// optionally serving https only, with client-certificate auth, from a test CA made by openssl.
 // Every instance is stopped by PID and its directory removed, even when a test fails.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,9 +20,59 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** PEM files a client of a TLS etcd uses: the CA that signed etcd's certificate, its own pair. */
+export interface EtcdClientTls {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/**
+ * A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA (EC keys,
+ * valid one day), in `dir`.
+ */
+export function makeTestCerts(dir: string): EtcdClientTls & { serverCert: string; serverKey: string } {
+  const openssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl([
+    'req',
+    '-x509',
+    ...ec,
+    '-days',
+    '1',
+    '-subj',
+    '/CN=gingham-test-ca',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+  ]);
+  writeFileSync(
+    join(dir, 'server.ext'),
+    'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n',
+  );
+  writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
+  for (const who of ['server', 'client']) {
+    openssl(['req', ...ec, '-subj', `/CN=${who}`, '-keyout', `${who}.key`, '-out', `${who}.csr`]);
+    openssl([
+      ...['x509', '-req', '-in', `${who}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial'],
+      ...['-days', '1', '-extfile', `${who}.ext`, '-out', `${who}.crt`],
+    ]);
+  }
+  return {
+    ca: join(dir, 'ca.crt'),
+    cert: join(dir, 'client.crt'),
+    key: join(dir, 'client.key'),
+    serverCert: join(dir, 'server.crt'),
+    serverKey: join(dir, 'server.key'),
+  };
+}
+
 export interface EtcdInstance {
   endpoint: string;
   dataDir: string;
+  /** With `tls`: the client's files (etcd then requires a client certificate). */
+  tls?: EtcdClientTls;
   pid(): number | undefined;
   /** SIGTERM and wait; data is kept so start() resumes it. */
   stop(): Promise<void>;
@@ -49,24 +101,53 @@ function alive(p: ChildProcess | undefined): boolean {
   return !!p && p.exitCode === null && p.signalCode === null;
 }
 
-async function waitHealthy(endpoint: string, timeoutMs: number, proc: ChildProcess): Promise<void> {
+function healthy(endpoint: string, tls: EtcdClientTls | undefined): Promise<boolean> {
+  if (!tls) return fetch(`${endpoint}/health`).then((r) => r.ok);
+  return new Promise((resolve, reject) => {
+    const req = https.get(
+      `${endpoint}/health`,
+      { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key) },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      },
+    );
+    req.on('error', reject);
+  });
+}
+
+async function waitHealthy(
+  endpoint: string,
+  timeoutMs: number,
+  proc: ChildProcess,
+  tls?: EtcdClientTls,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!alive(proc)) throw new Error(`etcd exited with code ${proc.exitCode ?? proc.signalCode}`);
     try {
-      const r = await fetch(`${endpoint}/health`);
-      if (r.ok) return;
+      if (await healthy(endpoint, tls)) return;
     } catch {}
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`etcd at ${endpoint} not healthy after ${timeoutMs} ms`);
 }
 
-export async function startEtcd(opts: { quotaBytes?: number } = {}): Promise<EtcdInstance> {
+export async function startEtcd(opts: { quotaBytes?: number; tls?: boolean } = {}): Promise<EtcdInstance> {
   const dir = mkdtempSync(join(tmpdir(), 'gingham-etcd-'));
   const clientPort = await freePort();
   const peerPort = await freePort();
-  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const endpoint = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
+  let certs: ReturnType<typeof makeTestCerts> | undefined;
+  if (opts.tls) {
+    mkdirSync(join(dir, 'tls'));
+    try {
+      certs = makeTestCerts(join(dir, 'tls'));
+    } catch (e) {
+      rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
   let proc: ChildProcess | undefined;
   const args = [
     '--name',
@@ -87,15 +168,23 @@ export async function startEtcd(opts: { quotaBytes?: number } = {}): Promise<Etc
     String(opts.quotaBytes ?? 4 * 1024 * 1024 * 1024),
     '--log-level',
     'error',
+    ...(certs
+      ? [
+          ...['--cert-file', certs.serverCert, '--key-file', certs.serverKey],
+          ...['--trusted-ca-file', certs.ca, '--client-cert-auth'],
+        ]
+      : []),
   ];
+  const tls = certs ? { ca: certs.ca, cert: certs.cert, key: certs.key } : undefined;
   const inst: EtcdInstance = {
     endpoint,
     dataDir: dir,
+    ...(tls ? { tls } : {}),
     pid: () => (alive(proc) ? proc?.pid : undefined),
     async start() {
       if (alive(proc)) return;
       proc = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'ignore'] });
-      await waitHealthy(endpoint, 15000, proc);
+      await waitHealthy(endpoint, 15000, proc, tls);
     },
     async stop() {
       const p = proc;

@@ -136,7 +136,7 @@ export function startAgent(
   ns: Netns,
   args: string[],
   nodeArgs: string[] = [],
-  opts: { built?: boolean } = {},
+  opts: { built?: boolean; env?: Record<string, string> } = {},
 ): AgentProc {
   const entry = opts.built
     ? [join(repoRoot, 'dist/agent/main.js')]
@@ -144,6 +144,7 @@ export function startAgent(
   const proc = spawn('ip', ['netns', 'exec', ns.name, process.execPath, ...nodeArgs, ...entry, ...args], {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
   });
   const logs: string[] = [];
   const lines = (stream: NodeJS.ReadableStream): void => {
@@ -264,11 +265,15 @@ export async function buildFixture<T>(
   }
 }
 
-/** etcd on the host, the unix socket that node namespaces reach it through, and a store client. */
-async function startEtcdParts(made: Made): Promise<Pick<NodeWorld, 'etcd' | 'sock' | 'store'>> {
-  const etcd = made.keep(await startEtcd(), (x) => x.destroy());
+/**
+ * etcd on the host, the unix socket that node namespaces reach it through, and a store client.
+ * `tls`: etcd serves https only and wants a client certificate (the forwarders carry TLS as it is).
+ */
+async function startEtcdParts(made: Made, tls = false): Promise<Pick<NodeWorld, 'etcd' | 'sock' | 'store'>> {
+  const etcd = made.keep(await startEtcd({ tls }), (x) => x.destroy());
   const sock = made.keep(await etcdSocket(etcd.endpoint), (x) => x.close());
-  const store = made.keep(await openStore({ endpoints: [etcd.endpoint] }), (x) => x.close());
+  const files = etcd.tls ? { caFile: etcd.tls.ca, certFile: etcd.tls.cert, keyFile: etcd.tls.key } : {};
+  const store = made.keep(await openStore({ endpoints: [etcd.endpoint], ...files }), (x) => x.close());
   return { etcd, sock, store };
 }
 
@@ -292,7 +297,12 @@ export interface NodeWorld {
   close(): Promise<void>;
 }
 
-type NodeWorldOptions = { defaultRoute?: boolean; addresses?: { node: string; fabric: string } };
+type NodeWorldOptions = {
+  defaultRoute?: boolean;
+  addresses?: { node: string; fabric: string };
+  /** etcd over https with client certificates (etcd.tls names the client's files). */
+  tls?: boolean;
+};
 
 async function buildNodeWorld(
   made: Made,
@@ -300,7 +310,7 @@ async function buildNodeWorld(
   opts: NodeWorldOptions,
 ): Promise<Omit<NodeWorld, 'close'>> {
   const addr = opts.addresses ?? { node: '192.168.100.1/24', fabric: '192.168.100.254/24' };
-  const parts = await startEtcdParts(made);
+  const parts = await startEtcdParts(made, opts.tls);
   const node = made.netns(names.node);
   const fabric = made.netns(names.fabric);
   vethBetween(node, 'eth0', fabric, 'up0');
