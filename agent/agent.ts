@@ -365,23 +365,27 @@ export class Agent {
         const { Allocator } = await import('../ipam/allocator.js');
         // The TLS files the store was opened with ($ETCD_*), for the same etcd.
         const kv = new EtcdLite(this.opts.store.endpoints, undefined, etcdTlsFromEnv());
-        const alloc = new Allocator(kv, { node: this.opts.nodeName });
-        const handleId = `${family === 4 ? 'vxlan-tunnel-addr' : 'vxlan-v6-tunnel-addr'}-${this.opts.nodeName}`;
-        const have = await alloc.addressesOf(handleId);
-        addr =
-          have.find((a) => a.includes(':') === (family === 6)) ??
-          (
-            await alloc.assign({
-              handleId,
-              num4: family === 4 ? 1 : 0,
-              num6: family === 6 ? 1 : 0,
-              use: 'Tunnel',
-              ...(family === 4
-                ? { ipv4Pools: pools.map((p) => p.name) }
-                : { ipv6Pools: pools.map((p) => p.name) }),
-              attrs: { type: family === 4 ? 'vxlanTunnelAddress' : 'vxlanV6TunnelAddress' },
-            })
-          ).ips[0];
+        try {
+          const alloc = new Allocator(kv, { node: this.opts.nodeName });
+          const handleId = `${family === 4 ? 'vxlan-tunnel-addr' : 'vxlan-v6-tunnel-addr'}-${this.opts.nodeName}`;
+          const have = await alloc.addressesOf(handleId);
+          addr =
+            have.find((a) => a.includes(':') === (family === 6)) ??
+            (
+              await alloc.assign({
+                handleId,
+                num4: family === 4 ? 1 : 0,
+                num6: family === 6 ? 1 : 0,
+                use: 'Tunnel',
+                ...(family === 4
+                  ? { ipv4Pools: pools.map((p) => p.name) }
+                  : { ipv6Pools: pools.map((p) => p.name) }),
+                attrs: { type: family === 4 ? 'vxlanTunnelAddress' : 'vxlanV6TunnelAddress' },
+              })
+            ).ips[0];
+        } finally {
+          kv.close(); // its keep-alive sockets would outlive this one-off allocation
+        }
       }
       if (!addr) throw new Error('IPAM returned no address');
       const tunnelAddr = addr;

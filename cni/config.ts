@@ -56,6 +56,9 @@ export interface CniEnv {
   vars: Record<string, string>;
 }
 
+/** Calico's TLS file keys, allowed at the top level and in the ipam section. */
+const ETCD_TLS_KEYS = ['etcd_ca_cert_file', 'etcd_cert_file', 'etcd_key_file'] as const;
+
 const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
 /** Parses CNI_ARGS ("K=V;K2=V2"). */
@@ -170,6 +173,9 @@ export function parseNetConf(stdin: string): NetConf {
     if (!isObject(v.ipam) || typeof v.ipam.type !== 'string' || v.ipam.type === '')
       throw bad('ipam.type', 'a plugin name');
     if (v.ipam.type.includes('/')) throw bad('ipam.type', 'a plugin name without "/"');
+    for (const k of ETCD_TLS_KEYS)
+      if (v.ipam[k] !== undefined && (typeof v.ipam[k] !== 'string' || !v.ipam[k].startsWith('/')))
+        throw bad(`ipam.${k}`, 'an absolute file path');
   }
   if (
     v.mtu !== undefined &&
@@ -181,7 +187,7 @@ export function parseNetConf(stdin: string): NetConf {
     throw bad('nodename', 'a non-empty string');
   if (v.etcd_endpoints !== undefined && typeof v.etcd_endpoints !== 'string')
     throw bad('etcd_endpoints', 'a comma-separated string');
-  for (const k of ['etcd_ca_cert_file', 'etcd_cert_file', 'etcd_key_file'] as const)
+  for (const k of ETCD_TLS_KEYS)
     if (v[k] !== undefined && (typeof v[k] !== 'string' || !v[k].startsWith('/')))
       throw bad(k, 'an absolute file path');
   if (v.agent_socket !== undefined && (typeof v.agent_socket !== 'string' || !v.agent_socket.startsWith('/')))

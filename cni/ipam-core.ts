@@ -16,6 +16,7 @@ import {
   EtcdTlsConfigError,
   type EtcdTlsFile,
   EtcdUnavailableError,
+  envTlsFiles,
   type KvClient,
   parseEndpoints,
   readEtcdTls,
@@ -43,12 +44,8 @@ export interface GinghamIpamConf {
   nodename?: string;
 }
 
-/** The network configuration's TLS keys (Calico's names) and the environment variables behind them. */
-const TLS_SETTINGS = {
-  ca: ['etcd_ca_cert_file', 'ETCD_CA_CERT_FILE'],
-  cert: ['etcd_cert_file', 'ETCD_CERT_FILE'],
-  key: ['etcd_key_file', 'ETCD_KEY_FILE'],
-} as const;
+/** The network configuration's TLS keys (Calico's names). */
+const TLS_KEYS = { ca: 'etcd_ca_cert_file', cert: 'etcd_cert_file', key: 'etcd_key_file' } as const;
 
 /** What an IPAM step runs against: the datastore, the node it allocates for, the warm hint. */
 export interface IpamContext {
@@ -82,20 +79,15 @@ export function etcdFor(conf: NetConf): EtcdLite {
   const spec =
     conf.etcd_endpoints ?? ipam.etcd_endpoints ?? process.env.ETCD_ENDPOINTS ?? 'http://127.0.0.1:2379';
   const endpoints = parseEndpoints(spec);
-  // TLS files are read only when an endpoint needs them; a key set in the configuration wins over
-  // the environment, and an error names the one that was used.
-  const files: { ca?: EtcdTlsFile; cert?: EtcdTlsFile; key?: EtcdTlsFile } = {};
+  // TLS files are read only when an endpoint needs them; a key set in the configuration (checked by
+  // parseNetConf) wins over the environment, and an error names the one that was used.
+  let files: { ca?: EtcdTlsFile; cert?: EtcdTlsFile; key?: EtcdTlsFile } = {};
   if (endpoints.some((e) => e.startsWith('https:'))) {
+    files = envTlsFiles();
     for (const which of ['ca', 'cert', 'key'] as const) {
-      const [key, envName] = TLS_SETTINGS[which];
-      const fromConf = conf[key] ?? ipam[key];
-      if (fromConf !== undefined && (typeof fromConf !== 'string' || !fromConf.startsWith('/')))
-        throw new CniError(
-          CniCode.InvalidNetworkConfig,
-          `network configuration field "${conf[key] === undefined ? 'ipam.' : ''}${key}" must be an absolute file path`,
-        );
-      if (fromConf !== undefined) files[which] = { setting: key, path: fromConf };
-      else if (process.env[envName]) files[which] = { setting: envName, path: process.env[envName]! };
+      const key = TLS_KEYS[which];
+      const path = conf[key] ?? ipam[key];
+      if (path !== undefined) files[which] = { setting: key, path };
     }
   }
   let tls: ReturnType<typeof readEtcdTls>;

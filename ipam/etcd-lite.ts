@@ -88,16 +88,27 @@ export function readEtcdTls(files: {
   return tls;
 }
 
-/** The TLS files named by $ETCD_CA_CERT_FILE, $ETCD_CERT_FILE and $ETCD_KEY_FILE (as the store reads them). */
-export function etcdTlsFromEnv(env: NodeJS.ProcessEnv = process.env): EtcdTls | undefined {
-  const file = (setting: string): EtcdTlsFile | undefined => {
+/** The TLS file settings in $ETCD_CA_CERT_FILE, $ETCD_CERT_FILE and $ETCD_KEY_FILE (as the store reads them). */
+export function envTlsFiles(env: NodeJS.ProcessEnv = process.env): {
+  ca?: EtcdTlsFile;
+  cert?: EtcdTlsFile;
+  key?: EtcdTlsFile;
+} {
+  const files: { ca?: EtcdTlsFile; cert?: EtcdTlsFile; key?: EtcdTlsFile } = {};
+  for (const [which, setting] of [
+    ['ca', 'ETCD_CA_CERT_FILE'],
+    ['cert', 'ETCD_CERT_FILE'],
+    ['key', 'ETCD_KEY_FILE'],
+  ] as const) {
     const path = env[setting];
-    return path ? { setting, path } : undefined;
-  };
-  const ca = file('ETCD_CA_CERT_FILE');
-  const cert = file('ETCD_CERT_FILE');
-  const key = file('ETCD_KEY_FILE');
-  return readEtcdTls({ ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
+    if (path) files[which] = { setting, path };
+  }
+  return files;
+}
+
+/** The TLS material the ETCD_* environment names. */
+export function etcdTlsFromEnv(env: NodeJS.ProcessEnv = process.env): EtcdTls | undefined {
+  return readEtcdTls(envTlsFiles(env));
 }
 
 export interface KeyValue {

@@ -360,7 +360,6 @@ export class PolicyEngine {
       break;
     }
     if (!inheritedMoved) return;
-    this.inheritedByList = new Map();
     const stale: Held[] = [];
     const used = new Set<string>();
     for (const inNs of this.weps.values()) {

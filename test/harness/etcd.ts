@@ -101,17 +101,16 @@ function alive(p: ChildProcess | undefined): boolean {
   return !!p && p.exitCode === null && p.signalCode === null;
 }
 
-function healthy(endpoint: string, tls: EtcdClientTls | undefined): Promise<boolean> {
+/** Client TLS material for the health probe (read once per wait, not per poll). */
+type ProbeTls = { ca: Buffer; cert: Buffer; key: Buffer };
+
+function healthy(endpoint: string, tls: ProbeTls | undefined): Promise<boolean> {
   if (!tls) return fetch(`${endpoint}/health`).then((r) => r.ok);
   return new Promise((resolve, reject) => {
-    const req = https.get(
-      `${endpoint}/health`,
-      { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key) },
-      (res) => {
-        res.resume();
-        resolve(res.statusCode === 200);
-      },
-    );
+    const req = https.get(`${endpoint}/health`, tls, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
     req.on('error', reject);
   });
 }
@@ -120,8 +119,11 @@ async function waitHealthy(
   endpoint: string,
   timeoutMs: number,
   proc: ChildProcess,
-  tls?: EtcdClientTls,
+  files?: EtcdClientTls,
 ): Promise<void> {
+  const tls = files
+    ? { ca: readFileSync(files.ca), cert: readFileSync(files.cert), key: readFileSync(files.key) }
+    : undefined;
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!alive(proc)) throw new Error(`etcd exited with code ${proc.exitCode ?? proc.signalCode}`);
@@ -131,6 +133,11 @@ async function waitHealthy(
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`etcd at ${endpoint} not healthy after ${timeoutMs} ms`);
+}
+
+/** The ETCD_* variables that name a TLS etcd's client files, as the agent, plugins and CLI read them. */
+export function etcdTlsEnv(tls: EtcdClientTls): Record<string, string> {
+  return { ETCD_CA_CERT_FILE: tls.ca, ETCD_CERT_FILE: tls.cert, ETCD_KEY_FILE: tls.key };
 }
 
 export async function startEtcd(opts: { quotaBytes?: number; tls?: boolean } = {}): Promise<EtcdInstance> {

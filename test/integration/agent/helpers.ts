@@ -109,13 +109,22 @@ export interface AgentProc {
 /** argv for startAgent: the node, etcd through the in-namespace forwarder (etcdInNetns), options. */
 export function agentArgs(
   node: string,
-  o: { policy?: 'on' | 'off'; metricsPort?: number; refreshSec?: number; debug?: boolean } = {},
+  o: {
+    policy?: 'on' | 'off';
+    metricsPort?: number;
+    refreshSec?: number;
+    debug?: boolean;
+    /** Default: the forwarder's http://127.0.0.1:2379. */
+    etcd?: string;
+    /** Default '' (off). */
+    cniSocket?: string;
+  } = {},
 ): string[] {
   return [
     '--node',
     node,
     '--etcd-endpoints',
-    'http://127.0.0.1:2379',
+    o.etcd ?? 'http://127.0.0.1:2379',
     ...(o.policy ? ['--policy', o.policy] : []),
     '--metrics-addr',
     `127.0.0.1:${o.metricsPort ?? 9091}`,
@@ -123,7 +132,7 @@ export function agentArgs(
     ...(o.debug ? ['--log-level', 'debug'] : []),
     // Several test agents run at once on this host: none may take the default /var/run socket.
     '--cni-socket',
-    '',
+    o.cniSocket ?? '',
   ];
 }
 

@@ -8,8 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { EtcdLite, readEtcdTls } from '../../../ipam/etcd-lite.js';
+import { EtcdLite, etcdTlsFromEnv } from '../../../ipam/etcd-lite.js';
 import { loadSnapshot } from '../../../ipam/report.js';
+import { etcdTlsEnv } from '../../harness/etcd.js';
 import { isRoot, Netns } from '../../harness/netns.js';
 import {
   type AgentProc,
@@ -36,26 +37,16 @@ describe('agent and CNI agent mode over an https etcd', { skip, timeout: 180_000
   before(async () => {
     ensureBuilt();
     world = await startNodeWorld({ node: 'tn', fabric: 'tf' }, { defaultRoute: true, tls: true });
-    const t = world.etcd.tls!;
-    kv = new EtcdLite(
-      [world.etcd.endpoint],
-      5000,
-      readEtcdTls({
-        ca: { setting: 'ca', path: t.ca },
-        cert: { setting: 'cert', path: t.cert },
-        key: { setting: 'key', path: t.key },
-      }),
-    );
+    const env = etcdTlsEnv(world.etcd.tls!);
+    kv = new EtcdLite([world.etcd.endpoint], 5000, etcdTlsFromEnv(env));
     await world.store.apply(ipPool('tls-pool', { cidr: '10.85.0.0/24', blockSize: 28, vxlanMode: 'Always' }));
     dir = mkdtempSync(join(tmpdir(), 'gingham-cni-tls-'));
     socket = join(dir, 'cni.sock');
-    const args = agentArgs(NODE, { policy: 'off' }).map((a) =>
-      a === 'http://127.0.0.1:2379' ? 'https://127.0.0.1:2379' : a,
-    );
-    args.splice(args.indexOf('--cni-socket'), 2, '--cni-socket', socket, '--bgp', 'off');
-    agent = startAgent(world.node, args, [], {
-      env: { ETCD_CA_CERT_FILE: t.ca, ETCD_CERT_FILE: t.cert, ETCD_KEY_FILE: t.key },
-    });
+    const args = [
+      ...agentArgs(NODE, { policy: 'off', etcd: 'https://127.0.0.1:2379', cniSocket: socket }),
+      ...['--bgp', 'off'],
+    ];
+    agent = startAgent(world.node, args, [], { env });
     await waitFor(
       'the CNI server',
       () => agent!.logs.some((l) => l.includes('CNI server listening')),

@@ -15,6 +15,7 @@ import {
   type CniAgent,
   cni,
   ensureBuilt,
+  hostLinks,
   netnsPath,
   nodeResource,
   pool,
@@ -37,11 +38,6 @@ interface World {
 
 describe('200 concurrent CNI ADDs from 4 nodes against one etcd', { skip, timeout: 300_000 }, () => {
   let world: World | undefined;
-  const hostLinks = (ns: Netns) =>
-    ns
-      .ip('-o', 'link', 'show')
-      .split('\n')
-      .filter((l) => / gh[0-9a-f]{11}[@:]/.test(l));
 
   before(async () => {
     ensureBuilt();

@@ -275,8 +275,8 @@ export async function startCniAgent(
   // etcd's own unix socket (reachable from the node namespace; gRPC and the CNI server's HTTP
   // client both speak to it), as an agent in a cluster speaks to etcd directly.
   const agent = startAgent(node, [
-    ...agentArgs(nodeName, { policy: 'off' }),
-    ...['--etcd-endpoints', etcd.unix, '--bgp', 'off', '--remote-routes', 'static', '--cni-socket', socket],
+    ...agentArgs(nodeName, { policy: 'off', etcd: etcd.unix, cniSocket: socket }),
+    ...['--bgp', 'off', '--remote-routes', 'static'],
   ]);
   const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     await agent.kill(signal);
@@ -291,6 +291,14 @@ export async function startCniAgent(
     await new Promise((r) => setTimeout(r, 50));
   }
   return { socket, logs: agent.logs, stop };
+}
+
+/** The workload veths (gh + 11 hex) on `node`'s side, as `ip -o link` lines. */
+export function hostLinks(node: Netns): string[] {
+  return node
+    .ip('-o', 'link', 'show')
+    .split('\n')
+    .filter((l) => / gh[0-9a-f]{11}[@:]/.test(l));
 }
 
 /** The path a runtime passes as CNI_NETNS for `ns`. */
@@ -348,11 +356,7 @@ export function startCniNode(
       node,
       fabric,
       workload: (prefix = names.workload) => made.netns(prefix),
-      hostLinks: () =>
-        node
-          .ip('-o', 'link', 'show')
-          .split('\n')
-          .filter((l) => / gh[0-9a-f]{11}[@:]/.test(l)),
+      hostLinks: () => hostLinks(node),
     };
   });
 }

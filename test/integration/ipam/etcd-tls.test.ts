@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Allocator } from '../../../ipam/allocator.js';
-import { EtcdLite, EtcdUnavailableError, readEtcdTls } from '../../../ipam/etcd-lite.js';
+import { EtcdLite, EtcdUnavailableError, etcdTlsFromEnv, readEtcdTls } from '../../../ipam/etcd-lite.js';
 import { resourceKeyPath } from '../../../store/kinds.js';
-import { type EtcdInstance, startEtcd } from '../../harness/etcd.js';
+import { type EtcdInstance, etcdTlsEnv, startEtcd } from '../../harness/etcd.js';
 import { CLI, cni, ensureBuilt, IPAM_PLUGIN, nodeResource, poolResource } from '../cni/helpers.js';
 
 describe('ipam over an https etcd with client certificates', { timeout: 120_000 }, () => {
@@ -23,16 +23,7 @@ describe('ipam over an https etcd with client certificates', { timeout: 120_000 
     ensureBuilt();
     dir = mkdtempSync(join(tmpdir(), 'gingham-ipam-tls-'));
     etcd = await startEtcd({ tls: true });
-    const t = etcd.tls!;
-    kv = new EtcdLite(
-      [etcd.endpoint],
-      5000,
-      readEtcdTls({
-        ca: { setting: 'ca', path: t.ca },
-        cert: { setting: 'cert', path: t.cert },
-        key: { setting: 'key', path: t.key },
-      }),
-    );
+    kv = new EtcdLite([etcd.endpoint], 5000, etcdTlsFromEnv(etcdTlsEnv(etcd.tls!)));
     await kv.txn(
       [],
       [
@@ -98,7 +89,7 @@ describe('ipam over an https etcd with client certificates', { timeout: 120_000 
     // The keys may sit in the ipam section too (a foreign main plugin's configuration).
     const b = await call('ADD', 'tls-c2', conf({ ipam: { type: 'gingham-ipam', ...keys } }));
     assert.equal(b.code, 0, b.stdout + b.stderr);
-    const env = { ETCD_CA_CERT_FILE: t.ca, ETCD_CERT_FILE: t.cert, ETCD_KEY_FILE: t.key };
+    const env = etcdTlsEnv(t);
     const c = await call('ADD', 'tls-c3', conf({}), env);
     assert.equal(c.code, 0, c.stdout + c.stderr);
     assert.equal(new Set([a, b, c].map((r) => r.json.ips[0].address)).size, 3);
@@ -137,7 +128,7 @@ describe('ipam over an https etcd with client certificates', { timeout: 120_000 
       [{ etcd_ca_cert_file: 'relative.crt' }, {}, /"etcd_ca_cert_file" must be an absolute file path/],
       [
         {},
-        { ETCD_CA_CERT_FILE: t.ca, ETCD_CERT_FILE: t.cert, ETCD_KEY_FILE: join(dir, 'nokey') },
+        { ...etcdTlsEnv(t), ETCD_KEY_FILE: join(dir, 'nokey') },
         /ETCD_KEY_FILE \(.*nokey\): cannot use it: ENOENT/,
       ],
     ];

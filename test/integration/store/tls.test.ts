@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { EtcdUnavailableError, openStore } from '../../../store/index.js';
-import { type EtcdInstance, startEtcd } from '../../harness/etcd.js';
+import { type EtcdInstance, etcdTlsEnv, startEtcd } from '../../harness/etcd.js';
 
 describe('store over TLS', () => {
   let etcd: EtcdInstance;
@@ -25,9 +25,7 @@ describe('store over TLS', () => {
   });
 
   it('connects with the certificates named in the environment', async () => {
-    process.env.ETCD_CA_CERT_FILE = etcd.tls!.ca;
-    process.env.ETCD_CERT_FILE = etcd.tls!.cert;
-    process.env.ETCD_KEY_FILE = etcd.tls!.key;
+    Object.assign(process.env, etcdTlsEnv(etcd.tls!));
     const store = await openStore({ endpoints: [etcd.endpoint], unavailableRetryMs: 10_000 });
     try {
       const r = await store.create({
