@@ -92,22 +92,30 @@ describe('interop: graceful restart of our speaker (BIRD, FRR and GoBGP as helpe
 
   it('kill -9, restart: routes stay at every peer the whole time, stale while we are away', async () => {
     let gaps = 0;
+    // Which peer missed our routes, and when (ms after the kill): what a failure message needs.
+    const missed: string[] = [];
+    let killedAt = Date.now();
+    const gap = (peer: string) => {
+      gaps++;
+      missed.push(`${peer}@${Date.now() - killedAt}`);
+    };
     let sawStale = false;
     let gobgpStale = false;
     let watching = true;
     const watcher = (async () => {
       while (watching) {
-        if (!birdHas()) gaps++;
+        if (!birdHas()) gap('BIRD');
         const f = frrRoutes();
-        if (f.length !== 2) gaps++;
+        if (f.length !== 2) gap('FRR');
         if (f.some((r) => r.stale)) sawStale = true;
         const g = gobgpRoutes();
-        if (g.length !== 2) gaps++;
+        if (g.length !== 2) gap('GoBGP');
         if (g.some((r) => r.stale)) gobgpStale = true;
         await sleep(100);
       }
     })();
     try {
+      killedAt = Date.now();
       await spk.kill9();
       await waitFor(
         'FRR notices the restart (routes stale)',
@@ -136,7 +144,7 @@ describe('interop: graceful restart of our speaker (BIRD, FRR and GoBGP as helpe
     }
     assert.ok(sawStale, 'FRR never marked our routes stale: graceful restart was not in effect');
     assert.ok(gobgpStale, 'GoBGP never marked our routes stale');
-    assert.equal(gaps, 0, 'our routes disappeared at a peer during the restart');
+    assert.equal(gaps, 0, `our routes disappeared at a peer during the restart: ${missed.join(' ')}`);
     assert.ok(birdHas());
   });
 
